@@ -1,0 +1,91 @@
+"""Hierarchies from ARFF ``hierarchical`` class declarations (the HMC benchmark format).
+
+Two forms exist (Clus / C-HMCNN benchmark files):
+
+- **trees** (FunCat, Diatoms, ImCLEF07A): the declaration lists node paths ``01,01/01,01/01/03``;
+  a node's parent is its path prefix, top-level nodes hang under an implicit ``root``;
+- **DAGs** (Gene Ontology): the declaration lists ``parent/child`` edges starting with
+  ``root/GO0003674``; a node may have several parents.
+
+Row labels are ``@``-separated node keys: paths for trees, ids for DAGs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+from .hierarchy import Head, HierarchyError
+
+ROOT = "root"
+_DECL = re.compile(r"^\s*@attribute\s+(\S+)\s+hierarchical\s+(\S+)\s*$", re.IGNORECASE)
+
+
+def open_text(path: str | Path):
+    """Open a plain or gzip-compressed text file."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def is_dag_declaration(terms: list[str]) -> bool:
+    """GO declarations are edge lists that start from ``root/...``."""
+    return any(t.startswith(ROOT + "/") for t in terms)
+
+
+def head_from_declaration(spec: str, name: str = "class", kind: str | None = None) -> Head:
+    """A :class:`Head` from the comma-separated term list of a ``hierarchical`` attribute.
+
+    Args:
+        spec: the declaration's term list, e.g. ``"01,01/01,01/01/03"`` or
+            ``"root/GO0003674,GO0003674/GO0005488"``.
+        kind: ``"tree"`` or ``"dag"``; detected from the terms when None.
+    """
+    terms = [t.strip() for t in spec.split(",") if t.strip()]
+    if not terms:
+        raise HierarchyError(f"hierarchical attribute {name!r} declares no classes")
+    kind = kind or ("dag" if is_dag_declaration(terms) else "tree")
+    if kind == "dag":
+        edges = []
+        for t in terms:
+            parts = t.split("/")
+            if len(parts) != 2 or not all(parts):
+                raise HierarchyError(f"DAG edge {t!r} of {name!r} is not 'parent/child'")
+            edges.append((parts[0], parts[1]))
+        return Head.from_edges(name, edges)
+    nodes: dict[str, int] = {ROOT: 0}
+    parents: list[tuple[int, ...]] = [()]
+    declared: set[str] = set()
+    for t in terms:
+        if t in declared:
+            raise HierarchyError(f"duplicate class path {t!r} in the declaration of {name!r}")
+        declared.add(t)
+        parts = t.split("/")
+        if not all(parts):
+            raise HierarchyError(f"class path {t!r} of {name!r} has an empty component")
+        for d in range(1, len(parts) + 1):
+            key = "/".join(parts[:d])
+            if key not in nodes:
+                nodes[key] = len(nodes)
+                parents.append((nodes["/".join(parts[: d - 1])] if d > 1 else 0,))
+    return Head(name=name, nodes=tuple(nodes), parents=tuple(parents), kind="tree", sep="/")
+
+
+def read_declaration(path: str | Path) -> tuple[str, str]:
+    """``(attribute name, term list)`` of the hierarchical attribute in an ARFF file's header."""
+    with open_text(path) as f:
+        for line in f:
+            m = _DECL.match(line)
+            if m:
+                return m.group(1), m.group(2)
+            if line.strip().lower().startswith("@data"):
+                break
+    raise HierarchyError(f"{path}: no '@ATTRIBUTE ... hierarchical ...' declaration in the header")
+
+
+def head_from_arff(path: str | Path, name: str | None = None) -> Head:
+    """The class hierarchy declared in an ARFF file (plain or ``.gz``)."""
+    attr, spec = read_declaration(path)
+    return head_from_declaration(spec, name=name or attr)

@@ -1,0 +1,467 @@
+"""Label hierarchies: named heads, each a tree, a DAG or a flat set of classes.
+
+A :class:`Hierarchy` is an ordered list of :class:`Head` objects. Every node of every head has a
+stable **global index**: heads are laid out one after the other in their order, and inside a head
+nodes keep the order they were declared in. Model logits, targets and masks all use this layout,
+shape ``(batch, hierarchy.num_nodes)``.
+
+A node is identified inside its head by its **key**: the full path for trees built from label
+paths (``"Substrate > Unconsolidated (soft) > Sand / mud (<2mm)"``), the path string for ARFF trees
+(``"01/01/03"``) or the node id for DAGs (``"GO0003674"``). Globally it is named ``"head: key"``
+(the ``id2label`` strings of the model config).
+
+Depth is 1 for roots; a DAG node's depth is one more than its deepest parent, so every child is
+deeper than all of its parents.
+
+The hot-path index structures (all ``numpy`` int64, global indices) are:
+
+- ``parents_padded`` ``(N, P)``: parents of each node, padded with -1;
+- ``ancestor_pairs`` ``(2, M)``: every (ancestor, descendant) pair, self pairs included — the
+  sparse form of the ancestor matrix, what the max-constraint scatters over;
+- ``ancestors_padded`` ``(N, A)``: each node's ancestors *including itself*, padded with -1;
+- ``descendants_ptr``/``descendants_idx``: CSR lists of each node's descendants (itself included);
+- ``depth`` ``(N,)``, ``is_leaf`` ``(N,)``, ``levels`` (per-depth index arrays).
+
+The dense ``(N, N)`` matrix is available from :meth:`Hierarchy.dense_ancestor_matrix` for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+KINDS = ("tree", "dag", "flat")
+
+
+def split_path(path: str, sep: str = " > ") -> list[str]:
+    """Split a label path into stripped components.
+
+    A separator written with surrounding spaces (``" > "``) matches only with whitespace on both
+    sides, so names such as ``"Waves (>10cm height)"`` stay whole.
+    """
+    if not sep:
+        return [path.strip()]
+    if sep != sep.strip():
+        return [p.strip() for p in re.split(r"\s+" + re.escape(sep.strip()) + r"\s+", path.strip())]
+    return [p.strip() for p in path.split(sep)]
+
+
+class HierarchyError(ValueError):
+    """A hierarchy definition is invalid (cycle, duplicate, empty head, bad parent)."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """One head of a hierarchy.
+
+    Args:
+        name: head name, e.g. ``"substrate"``.
+        nodes: node keys in index order.
+        parents: for each node, the local indices of its parents (empty for roots).
+        kind: ``"tree"`` (at most one parent), ``"dag"`` or ``"flat"`` (no parents).
+        exhaustive: default labelling policy: unlisted nodes are known negatives (True) or
+            unknown (False). See :mod:`benthicnet_hf.labels`.
+        sep: separator of path components in keys (``" > "`` for CATAMI, ``"/"`` for ARFF trees);
+            empty for DAG ids.
+    """
+
+    name: str
+    nodes: tuple[str, ...]
+    parents: tuple[tuple[int, ...], ...] = ()
+    kind: str = "tree"
+    exhaustive: bool = True
+    sep: str = " > "
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(str(n) for n in self.nodes))
+        parents = self.parents or tuple(() for _ in self.nodes)
+        object.__setattr__(self, "parents", tuple(tuple(int(p) for p in ps) for ps in parents))
+        if self.kind not in KINDS:
+            raise HierarchyError(f"head {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if not self.nodes:
+            raise HierarchyError(f"head {self.name!r} is empty: it declares no nodes")
+        if len(self.parents) != len(self.nodes):
+            raise HierarchyError(
+                f"head {self.name!r}: {len(self.nodes)} nodes but {len(self.parents)} parent lists"
+            )
+        seen: dict[str, int] = {}
+        dupes = []
+        for i, key in enumerate(self.nodes):
+            if key in seen:
+                dupes.append(f"{key!r} (nodes {seen[key]} and {i})")
+            seen.setdefault(key, i)
+        if dupes:
+            raise HierarchyError(f"head {self.name!r}: duplicate node(s): {', '.join(dupes)}")
+        n = len(self.nodes)
+        for i, ps in enumerate(self.parents):
+            bad = [p for p in ps if not 0 <= p < n or p == i]
+            if bad:
+                raise HierarchyError(
+                    f"head {self.name!r}: node {self.nodes[i]!r} has invalid parent index(es) {bad}"
+                )
+            if self.kind == "flat" and ps:
+                raise HierarchyError(f"head {self.name!r} is flat but node {self.nodes[i]!r} has parents")
+            if self.kind == "tree" and len(ps) > 1:
+                names = [self.nodes[p] for p in ps]
+                raise HierarchyError(
+                    f"head {self.name!r} is a tree but node {self.nodes[i]!r} has parents {names}; "
+                    "declare it kind='dag'"
+                )
+        self._check_acyclic()
+
+    def _check_acyclic(self) -> None:
+        order = self.topological_order  # raises on a cycle
+        assert len(order) == len(self.nodes)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Key → local index."""
+        return {k: i for i, k in enumerate(self.nodes)}
+
+    @cached_property
+    def children(self) -> tuple[tuple[int, ...], ...]:
+        kids: list[list[int]] = [[] for _ in self.nodes]
+        for i, ps in enumerate(self.parents):
+            for p in ps:
+                kids[p].append(i)
+        return tuple(tuple(k) for k in kids)
+
+    @cached_property
+    def topological_order(self) -> tuple[int, ...]:
+        """Local indices with every parent before its children (Kahn's algorithm)."""
+        indeg = [len(ps) for ps in self.parents]
+        ready = [i for i, d in enumerate(indeg) if d == 0]
+        order: list[int] = []
+        while ready:
+            i = ready.pop()
+            order.append(i)
+            for c in self.children[i]:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    ready.append(c)
+        if len(order) != len(self.nodes):
+            stuck = [self.nodes[i] for i, d in enumerate(indeg) if d > 0]
+            raise HierarchyError(
+                f"head {self.name!r} has a cycle through node(s): {stuck[:10]}"
+                + (f" and {len(stuck) - 10} more" if len(stuck) > 10 else "")
+            )
+        return tuple(order)
+
+    @cached_property
+    def ancestors(self) -> tuple[frozenset[int], ...]:
+        """For each node, the set of its ancestors including itself (local indices)."""
+        anc: list[frozenset[int]] = [frozenset()] * len(self.nodes)
+        for i in self.topological_order:
+            s = {i}
+            for p in self.parents[i]:
+                s |= anc[p]
+            anc[i] = frozenset(s)
+        return tuple(anc)
+
+    @cached_property
+    def descendants(self) -> tuple[frozenset[int], ...]:
+        """For each node, the set of its descendants including itself (local indices)."""
+        desc: list[set[int]] = [set() for _ in self.nodes]
+        for i, anc in enumerate(self.ancestors):
+            for a in anc:
+                desc[a].add(i)
+        return tuple(frozenset(d) for d in desc)
+
+    @cached_property
+    def depth(self) -> np.ndarray:
+        """(n,) depth of each node, 1 for roots."""
+        d = np.ones(len(self.nodes), dtype=np.int64)
+        for i in self.topological_order:
+            if self.parents[i]:
+                d[i] = 1 + max(d[p] for p in self.parents[i])
+        return d
+
+    def name_of(self, i: int) -> str:
+        """Last path component of node ``i`` (the whole key for DAG ids and flat classes)."""
+        key = self.nodes[i]
+        return key.rsplit(self.sep, 1)[-1] if self.sep else key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "exhaustive": self.exhaustive,
+            "sep": self.sep,
+            "nodes": list(self.nodes),
+            "parents": [list(p) for p in self.parents],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Head":
+        missing = {"name", "nodes"} - set(d)
+        if missing:
+            raise HierarchyError(f"head entry is missing field(s) {sorted(missing)}: {str(d)[:200]}")
+        return cls(
+            name=d["name"],
+            nodes=tuple(d["nodes"]),
+            parents=tuple(tuple(p) for p in d.get("parents") or [()] * len(d["nodes"])),
+            kind=d.get("kind", "tree"),
+            exhaustive=bool(d.get("exhaustive", True)),
+            sep=d.get("sep", " > "),
+        )
+
+    @classmethod
+    def from_paths(
+        cls, name: str, paths: Iterable[str], sep: str = " > ", exhaustive: bool = True
+    ) -> "Head":
+        """A tree from full label paths. Missing intermediate nodes are created.
+
+        Node order is the order of first appearance, a path's node before its implied parents
+        (this reproduces the BenthicNet reference index order). Duplicate paths are an error.
+        """
+        nodes: dict[str, int] = {}
+        parent_of: dict[str, str | None] = {}
+        declared: dict[str, int] = {}
+        dupes = []
+        for lineno, raw in enumerate(paths):
+            parts = split_path(str(raw), sep)
+            if any(not p for p in parts):
+                raise HierarchyError(f"head {name!r}: path {raw!r} (entry {lineno}) has an empty component")
+            key = sep.join(parts)
+            if key in declared:
+                dupes.append(f"{key!r} (entries {declared[key]} and {lineno})")
+                continue
+            declared[key] = lineno
+            for depth in range(len(parts), 0, -1):
+                k = sep.join(parts[:depth])
+                if k in nodes:
+                    break
+                nodes[k] = len(nodes)
+                parent_of[k] = sep.join(parts[: depth - 1]) if depth > 1 else None
+        if dupes:
+            raise HierarchyError(f"head {name!r}: duplicate path(s): {', '.join(dupes)}")
+        keys = tuple(nodes)
+        parents = tuple(() if parent_of[k] is None else (nodes[parent_of[k]],) for k in keys)
+        return cls(name=name, nodes=keys, parents=parents, kind="tree", exhaustive=exhaustive, sep=sep)
+
+    @classmethod
+    def from_edges(
+        cls, name: str, edges: Iterable[tuple[str, str]], exhaustive: bool = True
+    ) -> "Head":
+        """A DAG from ``(parent, child)`` id pairs, nodes in order of first appearance."""
+        nodes: dict[str, int] = {}
+        parents: list[list[int]] = []
+        seen_edges: set[tuple[str, str]] = set()
+        for parent, child in edges:
+            if (parent, child) in seen_edges:
+                raise HierarchyError(f"head {name!r}: duplicate edge {parent!r} -> {child!r}")
+            seen_edges.add((parent, child))
+            for k in (parent, child):
+                if k not in nodes:
+                    nodes[k] = len(nodes)
+                    parents.append([])
+            parents[nodes[child]].append(nodes[parent])
+        return cls(
+            name=name, nodes=tuple(nodes), parents=tuple(tuple(p) for p in parents),
+            kind="dag", exhaustive=exhaustive, sep="",
+        )
+
+    @classmethod
+    def flat(cls, name: str, classes: Sequence[str], exhaustive: bool = True) -> "Head":
+        """A flat multi-label head (no hierarchy), e.g. the CATAMI colour qualifier."""
+        return cls(name=name, nodes=tuple(classes), kind="flat", exhaustive=exhaustive, sep="")
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """An ordered collection of heads with global node indexing. See the module docstring."""
+
+    heads: tuple[Head, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heads", tuple(self.heads))
+        if not self.heads:
+            raise HierarchyError("a hierarchy needs at least one head")
+        names = [h.name for h in self.heads]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise HierarchyError(f"duplicate head name(s): {dup}")
+
+    # ----------------------------------------------------------------- layout
+    @property
+    def head_names(self) -> list[str]:
+        return [h.name for h in self.heads]
+
+    def head(self, name: str) -> Head:
+        for h in self.heads:
+            if h.name == name:
+                return h
+        raise KeyError(f"no head named {name!r}; heads are {self.head_names}")
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """(num_heads + 1,) start of each head in the global layout, then the total."""
+        return np.concatenate([[0], np.cumsum([len(h.nodes) for h in self.heads])]).astype(np.int64)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.offsets[-1])
+
+    def head_slice(self, name_or_index: str | int) -> slice:
+        i = name_or_index if isinstance(name_or_index, int) else self.head_names.index(
+            self.head(name_or_index).name
+        )
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    @cached_property
+    def labels(self) -> list[str]:
+        """Global node names ``"head: key"`` in index order (the model's ``id2label``)."""
+        return [f"{h.name}: {k}" for h in self.heads for k in h.nodes]
+
+    def index(self, head: str, key: str) -> int:
+        """Global index of node ``key`` of ``head``."""
+        h = self.head(head)
+        return int(self.offsets[self.head_names.index(head)]) + h.index[key]
+
+    @cached_property
+    def head_of_node(self) -> np.ndarray:
+        """(N,) head number of each node."""
+        return np.repeat(np.arange(len(self.heads)), np.diff(self.offsets))
+
+    # -------------------------------------------------------- index structures
+    def _global(self, per_head: Iterable[Iterable[Iterable[int]]]) -> list[list[int]]:
+        out: list[list[int]] = []
+        for off, lists in zip(self.offsets, per_head):
+            out.extend([int(off) + j for j in lst] for lst in lists)
+        return out
+
+    @staticmethod
+    def _pad(lists: list[list[int]]) -> np.ndarray:
+        width = max(1, max(len(x) for x in lists))
+        arr = np.full((len(lists), width), -1, dtype=np.int64)
+        for i, x in enumerate(lists):
+            arr[i, : len(x)] = x
+        return arr
+
+    @cached_property
+    def parents_padded(self) -> np.ndarray:
+        """(N, max_parents) global parent indices, -1 padded."""
+        return self._pad(self._global(h.parents for h in self.heads))
+
+    @cached_property
+    def parent_index(self) -> np.ndarray:
+        """(N,) first parent of each node, -1 for roots."""
+        return self.parents_padded[:, 0].copy()
+
+    @cached_property
+    def ancestors_padded(self) -> np.ndarray:
+        """(N, max_ancestors) ancestors of each node including itself, -1 padded."""
+        return self._pad(self._global([sorted(a) for a in h.ancestors] for h in self.heads))
+
+    @cached_property
+    def ancestor_pairs(self) -> np.ndarray:
+        """(2, M) all (ancestor, descendant) pairs, self pairs included, sorted by ancestor."""
+        anc = self.ancestors_padded
+        desc = np.repeat(np.arange(anc.shape[0]), anc.shape[1])
+        a = anc.reshape(-1)
+        keep = a >= 0
+        pairs = np.stack([a[keep], desc[keep]])
+        order = np.lexsort((pairs[1], pairs[0]))
+        return pairs[:, order]
+
+    @cached_property
+    def descendants_ptr(self) -> np.ndarray:
+        """(N + 1,) CSR row pointer into :attr:`descendants_idx`."""
+        counts = np.bincount(self.ancestor_pairs[0], minlength=self.num_nodes)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    @property
+    def descendants_idx(self) -> np.ndarray:
+        """(M,) descendants (itself included) of node i at ``descendants_idx[ptr[i]:ptr[i+1]]``."""
+        return self.ancestor_pairs[1]
+
+    def descendants(self, i: int) -> np.ndarray:
+        return self.descendants_idx[self.descendants_ptr[i] : self.descendants_ptr[i + 1]]
+
+    @cached_property
+    def depth(self) -> np.ndarray:
+        """(N,) depth of each node (1 for roots)."""
+        return np.concatenate([h.depth for h in self.heads])
+
+    @cached_property
+    def is_leaf(self) -> np.ndarray:
+        """(N,) True for nodes without children."""
+        return np.concatenate([np.array([not c for c in h.children], dtype=bool) for h in self.heads])
+
+    @cached_property
+    def is_root(self) -> np.ndarray:
+        return self.parent_index < 0
+
+    @cached_property
+    def levels(self) -> list[np.ndarray]:
+        """Global indices of the nodes at depth 1, 2, ... (all heads together)."""
+        return [np.flatnonzero(self.depth == d) for d in range(1, int(self.depth.max()) + 1)]
+
+    def dense_ancestor_matrix(self) -> np.ndarray:
+        """(N, N) bool, ``R[i, j]`` = j is i or a descendant of i. For tests only."""
+        r = np.zeros((self.num_nodes, self.num_nodes), dtype=bool)
+        r[self.ancestor_pairs[0], self.ancestor_pairs[1]] = True
+        return r
+
+    # ---------------------------------------------------------- serialisation
+    def to_list(self) -> list[dict[str, Any]]:
+        """Ordered list form (safe in a config.json written with sorted keys)."""
+        return [h.to_dict() for h in self.heads]
+
+    @classmethod
+    def from_list(cls, items: Sequence[dict[str, Any]]) -> "Hierarchy":
+        if not isinstance(items, (list, tuple)):
+            raise HierarchyError(f"expected a list of head dicts, got {type(items).__name__}")
+        return cls(tuple(Head.from_dict(d) for d in items))
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps({"heads": self.to_list()}, indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "Hierarchy":
+        text = str(path_or_text)
+        if not text.lstrip().startswith(("{", "[")):
+            text = Path(path_or_text).read_text()
+        data = json.loads(text)
+        return cls.from_list(data["heads"] if isinstance(data, dict) else data)
+
+    # ----------------------------------------------------------------- helpers
+    def with_exhaustive(self, **flags: bool) -> "Hierarchy":
+        """A copy with the default exhaustive flag of the named heads changed."""
+        unknown = set(flags) - set(self.head_names)
+        if unknown:
+            raise KeyError(f"no head(s) named {sorted(unknown)}; heads are {self.head_names}")
+        return Hierarchy(tuple(
+            Head(h.name, h.nodes, h.parents, h.kind, flags.get(h.name, h.exhaustive), h.sep)
+            for h in self.heads
+        ))
+
+    def subset(self, names: Sequence[str]) -> "Hierarchy":
+        """The hierarchy restricted to the named heads, in the given order."""
+        return Hierarchy(tuple(self.head(n) for n in names))
+
+    def summary(self) -> str:
+        """A short human-readable table of heads, node counts, depth and leaves."""
+        lines = [f"{'head':<12}{'kind':<6}{'nodes':>7}{'depth':>7}{'leaves':>8}{'roots':>7}  exhaustive"]
+        for i, h in enumerate(self.heads):
+            s = self.head_slice(i)
+            lines.append(
+                f"{h.name:<12}{h.kind:<6}{len(h.nodes):>7}{int(h.depth.max()):>7}"
+                f"{int(self.is_leaf[s].sum()):>8}{int(self.is_root[s].sum()):>7}  {h.exhaustive}"
+            )
+        lines.append(f"{'total':<12}{'':<6}{self.num_nodes:>7}")
+        return "\n".join(lines)
+
+    @classmethod
+    def catami(cls) -> "Hierarchy":
+        """The CATAMI scheme shipped with the package: biota, substrate, relief, bedforms, colour."""
+        return cls.from_json(Path(__file__).with_name("schemes") / "catami.json")
