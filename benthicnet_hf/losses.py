@@ -1,0 +1,135 @@
+"""Masked hierarchical losses: C-HMCNN's MCLoss for tree/DAG heads, masked BCE for flat heads.
+
+MCLoss (Giunchiglia & Lukasiewicz 2020, Eq. 5) trains on
+
+    h = (1 − y) · MCM(p) + y · MCM(y · p),     loss = BCE(h, y),     p = sigmoid(x)
+
+In probability space ``y · p = 0`` is neutral for the max. In logit space that neutral element is
+``−inf``, not 0 (a zero logit is p = 0.5): the BenthicNet reference multiplies logits by ``y`` and
+so lets a negative node's 0 dominate the max of a positive node whose positive descendants have
+negative logits. We keep the paper's semantics in logit space::
+
+    h_logit = where(y = 1, MCM(x with −inf where y = 0), MCM(x)),   loss = BCE_with_logits(h_logit, y)
+
+which equals the probability-space formula exactly and is numerically stable.
+
+Reduction (as the BenthicNet reference, "masked at three levels"), per head:
+
+1. bit level: only bits with ``mask = 1`` count; a sample's loss is the mean over its known bits;
+2. sample level: samples with no known bit for the head (missing head) are excluded; the head's
+   loss is the mean over the remaining samples;
+3. head level: heads with no labelled sample in the batch are left out of the mean over heads.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .constraint import max_constraint
+from .hierarchy import Hierarchy
+
+
+class HierarchicalLossOutput(NamedTuple):
+    loss: Tensor  #: scalar, mean over heads with data (0 with no known bit at all, still differentiable)
+    per_head: Tensor  #: (num_heads,) per-head losses (0 where the head has no labelled sample)
+    head_has_data: Tensor  #: (num_heads,) bool
+
+
+def mcloss_logits(logits: Tensor, targets: Tensor, ancestor_pairs: Tensor) -> Tensor:
+    """The logit ``h`` that MCLoss feeds to BCE, per node.
+
+    Args:
+        logits: ``(batch, N)`` raw node logits.
+        targets: ``(batch, N)`` 0/1 targets (unknown bits may hold anything: they are masked later).
+        ancestor_pairs: ``(2, M)`` (ancestor, descendant) pairs incl. self pairs.
+
+    Returns:
+        ``(batch, N)``: ``MCM(x)`` where y = 0, ``MCM(x masked to −inf where y = 0)`` where y = 1.
+    """
+    y = targets > 0.5
+    neg = torch.finfo(logits.dtype).min
+    constrained = max_constraint(logits, ancestor_pairs)
+    positive_only = max_constraint(logits.masked_fill(~y, neg), ancestor_pairs)
+    return torch.where(y, positive_only, constrained)
+
+
+def masked_head_reduction(
+    per_bit: Tensor, mask: Tensor, head_of_node: Tensor, num_heads: int
+) -> HierarchicalLossOutput:
+    """Reduce an unreduced ``(batch, N)`` loss with the three-level masking described above.
+
+    Args:
+        per_bit: ``(batch, N)`` loss per bit (already weighted, if weights are used).
+        mask: ``(batch, N)`` 1 = known.
+        head_of_node: ``(N,)`` long head number of each node.
+        num_heads: number of heads.
+    """
+    m = mask.to(per_bit.dtype)
+    b = per_bit.shape[0]
+    idx = head_of_node.unsqueeze(0).expand(b, -1)
+    # (batch, heads): summed loss and number of known bits per sample and head
+    loss_sum = per_bit.new_zeros(b, num_heads).scatter_add(1, idx, per_bit * m)
+    known = per_bit.new_zeros(b, num_heads).scatter_add(1, idx, m)
+    labelled = known > 0
+    per_sample = loss_sum / known.clamp_min(1)
+    n_samples = labelled.sum(0)
+    per_head = (per_sample * labelled).sum(0) / n_samples.clamp_min(1)
+    has_data = n_samples > 0
+    loss = (per_head * has_data).sum() / has_data.sum().clamp_min(1)
+    return HierarchicalLossOutput(loss, per_head, has_data)
+
+
+class HierarchicalLoss(nn.Module):
+    """Masked MCLoss on tree/DAG heads and masked BCE on flat heads, reduced per head.
+
+    Args:
+        hierarchy: the label hierarchy (global node layout).
+
+    Example::
+
+        criterion = HierarchicalLoss(hierarchy)
+        out = criterion(logits, labels, label_mask)   # logits/labels/mask: (batch, N)
+        out.loss.backward()
+    """
+
+    def __init__(self, hierarchy: Hierarchy) -> None:
+        super().__init__()
+        self.num_heads = len(hierarchy.heads)
+        self.register_buffer(
+            "ancestor_pairs", torch.as_tensor(hierarchy.ancestor_pairs, dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "head_of_node", torch.as_tensor(hierarchy.head_of_node, dtype=torch.long), persistent=False
+        )
+        # flat heads only have self pairs, so MCLoss reduces to plain BCE on them: one code path
+        self.num_nodes = hierarchy.num_nodes
+
+    def per_bit(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """``(batch, N)`` unreduced, unmasked loss (MCLoss on hierarchical heads, BCE on flat ones)."""
+        h = mcloss_logits(logits, targets, self.ancestor_pairs)
+        return F.binary_cross_entropy_with_logits(h, targets.to(h.dtype), reduction="none")
+
+    def forward(
+        self, logits: Tensor, targets: Tensor, mask: Tensor, weights: Tensor | None = None
+    ) -> HierarchicalLossOutput:
+        """Masked loss.
+
+        Args:
+            logits: ``(batch, N)`` raw logits.
+            targets: ``(batch, N)`` 0/1.
+            mask: ``(batch, N)`` 1 = known, 0 = unknown.
+            weights: optional ``(N,)`` or ``(batch, N)`` multiplier per bit (node-wise imbalance or
+                focal weights); applied before the masked means.
+        """
+        expected = (logits.shape[0], self.num_nodes)
+        for name, t in (("logits", logits), ("labels", targets), ("label_mask", mask)):
+            if tuple(t.shape) != expected:
+                raise ValueError(f"{name} must have shape (batch, {self.num_nodes}) = {expected}, got {tuple(t.shape)}")
+        per_bit = self.per_bit(logits, targets)
+        if weights is not None:
+            per_bit = per_bit * weights.to(per_bit.dtype)
+        return masked_head_reduction(per_bit, mask, self.head_of_node, self.num_heads)
