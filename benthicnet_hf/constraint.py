@@ -53,7 +53,9 @@ def dense_max_constraint(x: Tensor, r: Tensor) -> Tensor:
         x: ``(batch, N)`` probabilities.
         r: ``(N, N)`` ancestor matrix (``R[i, j] = 1`` iff j is i or a descendant of i).
     """
-    return (r.unsqueeze(0).to(x.dtype) * x.unsqueeze(1)).amax(dim=-1)
+    # max(dim) keeps only arg-max indices for backward (as C-HMCNN's get_constr_out does), so the
+    # (B, N, N) product is freed after the forward
+    return (r.unsqueeze(0).to(x.dtype) * x.unsqueeze(1)).max(dim=-1).values
 
 
 class MaxConstraint(nn.Module):

@@ -1,0 +1,151 @@
+"""MCM + MCLoss forward+backward: ours (scatter over ancestor pairs, input dtype) against the dense
+float64 ``B×N×N`` formulation of the reference code, as time and peak-memory ratios.
+
+Cases: CATAMI biota (272 nodes, B=128) and cellcycle_GO (4,126 nodes incl. roots, B=4 and B=64).
+Each variant runs in a fresh subprocess so its peak resident memory can be read in isolation.
+Also prints the whole-model forward time over a bare timm forward when the model is available.
+
+    python benchmarks/bench_constraint.py [--reps 5] [--skip-go64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GO_FILE = ROOT.parent / "shared" / "data" / "hmc" / "cellcycle_GO.train.arff.gz"
+
+
+def current_rss_kib() -> int:
+    """Resident set size now (KiB), from /proc (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+
+def run_case(case: str, batch: int, variant: str, reps: int) -> dict:
+    """Time one variant in this process; returns seconds/iteration and peak RSS growth (MiB)."""
+    import torch
+    import torch.nn.functional as F
+
+    from benthicnet_hf import Hierarchy
+    from benthicnet_hf.arff_hierarchy import head_from_arff
+    from benthicnet_hf.constraint import dense_max_constraint
+    from benthicnet_hf.losses import mcloss_logits
+
+    torch.set_num_threads(1)
+    if case == "catami_biota":
+        h = Hierarchy.catami().subset(["biota"])
+    else:
+        h = Hierarchy((head_from_arff(GO_FILE),))
+    n = h.num_nodes
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(batch, n, generator=g) < 0.05).double()
+    r = torch.as_tensor(h.dense_ancestor_matrix(), dtype=torch.float64)
+    y = ((y @ r.T) > 0).double()  # closed under ancestors
+    pairs = torch.as_tensor(h.ancestor_pairs)
+
+    def step() -> float:
+        if variant == "ours":
+            x = torch.randn(batch, n, generator=g, requires_grad=True)
+            yy = y.float()
+            loss = F.binary_cross_entropy_with_logits(mcloss_logits(x, yy, pairs), yy)
+        else:  # the reference: float64, dense B x N x N, probability space
+            x = torch.randn(batch, n, generator=g, dtype=torch.float64, requires_grad=True)
+            p = torch.sigmoid(x)
+            hh = (1 - y) * dense_max_constraint(p, r) + y * dense_max_constraint(y * p, r)
+            loss = F.binary_cross_entropy(hh, y)
+        loss.backward()
+        return float(loss)
+
+    before = current_rss_kib()
+    step()  # warm-up (its peak counts: the dense formulation allocates the same every step)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        step()
+    dt = (time.perf_counter() - t0) / reps
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    return {"seconds": dt, "peak_mib": max(peak, 1) / 1024}
+
+
+def model_overhead(reps: int) -> dict | None:
+    """Whole BenthicNet forward / bare timm forward (ResNet-50, B=16, 224², eval, no grad)."""
+    try:
+        from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
+        from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
+    except ImportError:
+        return None
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    bare = timm.create_model("resnet50", pretrained=False, num_classes=0).eval()
+    model = BenthicNetForHierarchicalClassification(BenthicNetConfig(encoder_name="resnet50")).eval()
+    x = torch.randn(16, 3, 224, 224)
+    times = {"bare": [], "model": []}
+    with torch.no_grad():
+        bare(x), model(pixel_values=x)
+        for _ in range(reps):  # interleaved so drift hits both alike
+            t0 = time.perf_counter(); bare(x); times["bare"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); model(pixel_values=x); times["model"].append(time.perf_counter() - t0)
+    b, m = min(times["bare"]), min(times["model"])
+    return {"bare_s": b, "model_s": m, "ratio": m / b}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--skip-go64", action="store_true", help="skip the 8.7 GB dense GO B=64 case")
+    ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--_child", nargs=3, metavar=("CASE", "BATCH", "VARIANT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._child:
+        case, batch, variant = args._child
+        print(json.dumps(run_case(case, int(batch), variant, args.reps)))
+        return
+    cases = [("catami_biota", 128)]
+    if GO_FILE.exists():
+        cases.append(("cellcycle_GO", 4))
+        if not args.skip_go64:
+            cases.append(("cellcycle_GO", 64))
+    else:
+        print(f"{GO_FILE} absent: GO cases skipped")
+    results = {}
+    for case, batch in cases:
+        res = {}
+        for variant in ("ours", "dense_f64"):
+            reps = 1 if batch >= 64 and variant == "dense_f64" else args.reps  # ~9 GB per step
+            out = subprocess.run(
+                [sys.executable, __file__, "--reps", str(reps), "--_child", case, str(batch), variant],
+                capture_output=True, text=True, check=True,
+            )
+            res[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+        speed = res["dense_f64"]["seconds"] / res["ours"]["seconds"]
+        mem = res["ours"]["peak_mib"] / res["dense_f64"]["peak_mib"]
+        key = f"{case}_B{batch}"
+        results[key] = {"speedup": round(speed, 1), "mem_ratio": round(mem, 4),
+                        "ours_ms": round(1e3 * res["ours"]["seconds"], 2),
+                        "dense_ms": round(1e3 * res["dense_f64"]["seconds"], 2),
+                        "ours_peak_mib": round(res["ours"]["peak_mib"], 1),
+                        "dense_peak_mib": round(res["dense_f64"]["peak_mib"], 1)}
+        print(f"{key:>20}: {speed:6.1f}x faster, peak memory ratio {mem:.4f} "
+              f"({results[key]['ours_ms']} ms vs {results[key]['dense_ms']} ms)")
+    summary = {"bench": "constraint", **{f"{k}_speedup": v["speedup"] for k, v in results.items()},
+               **{f"{k}_mem_ratio": v["mem_ratio"] for k, v in results.items()}}
+    if not args.skip_model:
+        over = model_overhead(args.reps)
+        if over:
+            print(f"whole model / bare timm forward (resnet50, B=16, 224²): {over['ratio']:.3f}x")
+            summary["model_forward_ratio"] = round(over["ratio"], 3)
+    summary["min_speedup"] = min(v["speedup"] for v in results.values())
+    summary["max_mem_ratio"] = max(v["mem_ratio"] for v in results.values())
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
