@@ -1,0 +1,49 @@
+"""Rare-node training for hierarchical multi-label learning (Xu et al. 2026, arXiv 2602.08986).
+
+- :mod:`.weights` — node-wise imbalance weights from (masked) training labels;
+- :mod:`.uncertainty` — per-node ensemble uncertainties (bBMA, entropies, JS, GMU);
+- :mod:`.focal` — the weighted, focal, masked MCLoss with schedulers and the mixed loss;
+- :mod:`.ensemble` — batched ensembles of heads, MC dropout, ensemble inference;
+- :mod:`.lpros` — LP-ROS label-powerset random oversampling as a DataLoader sampler.
+"""
+
+from .ensemble import EnsembleMLP, EnsemblePrediction, MCDropoutEnsemble, StackedLinear, ensemble_predict
+from .focal import RareNodeLoss, RareNodeLossOutput, focal_factor, schedule_fraction, scheduled_weights
+from .lpros import LPROSSampler, label_set_bags, lpros_clone_counts
+from .uncertainty import (
+    MODES,
+    aleatoric_entropy,
+    bma_uncertainty,
+    ensemble_uncertainty,
+    epistemic_js,
+    gated_margin_uncertainty,
+    predictive_entropy,
+)
+from .weights import balanced_weights, bit_weights, imbalance_weights, node_frequencies
+
+__all__ = [
+    "MODES",
+    "EnsembleMLP",
+    "EnsemblePrediction",
+    "LPROSSampler",
+    "MCDropoutEnsemble",
+    "RareNodeLoss",
+    "RareNodeLossOutput",
+    "StackedLinear",
+    "aleatoric_entropy",
+    "balanced_weights",
+    "bit_weights",
+    "bma_uncertainty",
+    "ensemble_predict",
+    "ensemble_uncertainty",
+    "epistemic_js",
+    "focal_factor",
+    "gated_margin_uncertainty",
+    "imbalance_weights",
+    "label_set_bags",
+    "lpros_clone_counts",
+    "node_frequencies",
+    "predictive_entropy",
+    "schedule_fraction",
+    "scheduled_weights",
+]
