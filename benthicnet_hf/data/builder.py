@@ -1,0 +1,224 @@
+"""A ``datasets`` builder: BenthicNet-style table + images → labelled, masked rows.
+
+``datasets`` ≥ 4 runs no loading scripts, so the builder is package code used directly::
+
+    b = BenthicNetDatasetBuilder(cache_dir=..., table="labels.csv", image_root="images/")
+    b.download_and_prepare()
+    ds = b.as_dataset()          # DatasetDict: train / validation / test
+
+or simply :func:`benthicnet_hf.data.build_dataset`. Each row holds the image, per head
+``{head}_target``/``{head}_mask`` (uint8, length = nodes of the head, mask 1 = known, see
+:mod:`benthicnet_hf.labels`), the original label strings ``{head}_labels`` and the metadata.
+
+Bad input stops the build with an error naming the row and the reason (missing/corrupt image,
+unreadable cell, unknown label). With ``skip_bad=True`` such rows are left out and every one is
+written to a JSON-lines report (``report_path``) and counted in a warning: never silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import datasets
+import numpy as np
+from datasets.builder import Key
+
+from ..hierarchy import Hierarchy
+from ..labels import LabelEncoder, UnknownLabelError
+from .images import ImageLoadError, read_image_bytes
+from .splits import DEFAULT_FRACTIONS, assign_splits, group_keys
+from .table import (BadRowError, TableColumns, label_strings, metadata_columns, read_table,
+                    resolve_label_columns)
+
+logger = logging.getLogger(__name__)
+
+
+def hml_features(hierarchy: Hierarchy) -> datasets.Features:
+    """The declared features: image, metadata, and per head labels/target/mask."""
+    feats: dict[str, Any] = {
+        "image": datasets.Image(),
+        "image_path": datasets.Value("string"),
+        "dataset": datasets.Value("string"),
+        "site": datasets.Value("string"),
+        "latitude": datasets.Value("float64"),
+        "longitude": datasets.Value("float64"),
+        "date": datasets.Value("string"),
+    }
+    for head in hierarchy.heads:
+        feats[f"{head.name}_labels"] = datasets.List(datasets.Value("string"))
+        feats[f"{head.name}_target"] = datasets.List(datasets.Value("uint8"), length=len(head.nodes))
+        feats[f"{head.name}_mask"] = datasets.List(datasets.Value("uint8"), length=len(head.nodes))
+    return datasets.Features(feats)
+
+
+@dataclass
+class BenthicNetDatasetConfig(datasets.BuilderConfig):
+    """Builder settings (all plain values, so they key the ``datasets`` cache).
+
+    Args:
+        table: CSV/TSV/JSONL/Parquet table, or an image folder with ``metadata.jsonl``/``.csv``.
+        image_root: folder the table's image paths are relative to (default: the table's folder).
+        hierarchy_json: :meth:`Hierarchy.to_json` text; None = :meth:`Hierarchy.catami`.
+        columns: overrides of :class:`~benthicnet_hf.data.table.TableColumns`, e.g.
+            ``{"site": "station", "labels": {"biota": "my_biota"}}``.
+        exhaustive, source_exhaustive, on_unknown: passed to
+            :class:`~benthicnet_hf.labels.LabelEncoder`.
+        split_fractions: split → share of rows for grouped splits (default 0.8/0.1/0.1).
+        group_by: metadata columns whose joint value is a split group (``("dataset",)`` = by survey).
+        use_split_column: use the table's partition column when it has one.
+        seed: seed of the grouped split.
+        skip_bad: leave bad rows out (reported) instead of raising.
+        report_path: JSON-lines report of skipped rows (default ``<table>.skipped.jsonl``).
+        embed_images: store image bytes in the dataset (portable) rather than absolute paths.
+        verify_images: decode each image once while building, so corrupt files fail here.
+        table_fingerprint: anything that changes when the table changes (cache key).
+    """
+
+    table: str | None = None
+    image_root: str | None = None
+    hierarchy_json: str | None = None
+    columns: dict | None = None
+    exhaustive: dict | None = None
+    source_exhaustive: dict | None = None
+    on_unknown: str = "error"
+    split_fractions: dict | None = None
+    group_by: tuple = ("dataset", "site")
+    use_split_column: bool = True
+    seed: int = 0
+    skip_bad: bool = False
+    report_path: str | None = None
+    embed_images: bool = True
+    verify_images: bool = True
+    table_fingerprint: str = ""
+
+    def hierarchy(self) -> Hierarchy:
+        return Hierarchy.from_json(self.hierarchy_json) if self.hierarchy_json else Hierarchy.catami()
+
+
+@dataclass
+class _Prepared:
+    """What ``_split_generators`` computed for ``_generate_examples``."""
+
+    image_root: Path
+    meta: dict[str, list[Any]]
+    labels: dict[str, list[list[str] | None]]
+    targets: np.ndarray
+    mask: np.ndarray
+    report_path: Path | None
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+class BenthicNetDatasetBuilder(datasets.GeneratorBasedBuilder):
+    """Builds the labelled, masked dataset (see the module docstring)."""
+
+    BUILDER_CONFIG_CLASS = BenthicNetDatasetConfig
+    VERSION = datasets.Version("1.0.0")
+    config: BenthicNetDatasetConfig
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description="BenthicNet-style hierarchical multi-label seafloor images with partial labels",
+            features=hml_features(self.config.hierarchy()),
+        )
+
+    # --------------------------------------------------------------- table
+    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
+        cfg = self.config
+        if cfg.table is None:
+            raise ValueError("BenthicNetDatasetBuilder needs table=<path to the label table or image folder>")
+        hierarchy = cfg.hierarchy()
+        columns = TableColumns.from_overrides(cfg.columns)
+        frame, folder = read_table(cfg.table)
+        image_root = Path(cfg.image_root) if cfg.image_root else (folder or Path(cfg.table).parent)
+        meta, bad = metadata_columns(frame, columns)
+        label_cols = resolve_label_columns(frame, hierarchy, columns)
+        labels, bad_labels = label_strings(frame, hierarchy, label_cols)
+        bad += bad_labels
+        if bad and not cfg.skip_bad:
+            raise BadRowError(sorted(bad), source=str(cfg.table))
+        encoder_policy = "mask" if (cfg.skip_bad and cfg.on_unknown == "error") else cfg.on_unknown
+        encoder = LabelEncoder(hierarchy, cfg.exhaustive, cfg.source_exhaustive, on_unknown=encoder_policy)
+        try:
+            encoded = encoder.encode(labels, sources=meta["dataset"], column_names=label_cols)
+        except UnknownLabelError as err:
+            raise UnknownLabelError(f"{cfg.table}: {err}") from err
+        if encoder_policy != cfg.on_unknown:
+            for row, head, label, _ in encoded.report.get("mask", []):
+                bad.append((row, f"column {label_cols[head]!r}: unknown label {label!r} for head {head!r}"))
+        bad_rows = sorted({r for r, _ in bad})
+        report_path = None
+        if cfg.skip_bad:
+            report_path = Path(cfg.report_path or Path(str(cfg.table).rstrip("/")).with_suffix(".skipped.jsonl"))
+        self._prepared = _Prepared(image_root, meta, labels, encoded.targets, encoded.mask, report_path)
+        for r, why in sorted(bad):
+            self._prepared.skipped.append({"row": r, "image": meta["image_path"][r], "stage": "table",
+                                           "reason": why})
+        self._write_report()
+
+        split_col = columns.partition if cfg.use_split_column else None
+        explicit = None
+        if split_col and split_col in frame.columns and frame[split_col].notna().any():
+            explicit = frame[split_col].tolist()
+        keep = np.setdiff1d(np.arange(len(frame)), np.asarray(bad_rows, dtype=np.int64))
+        groups = group_keys(meta, cfg.group_by)
+        splits = assign_splits([groups[r] for r in keep], None if explicit is None else [explicit[r] for r in keep],
+                               cfg.split_fractions or DEFAULT_FRACTIONS, cfg.seed)
+        order = list(dict.fromkeys((cfg.split_fractions or DEFAULT_FRACTIONS).keys())) + sorted(set(splits))
+        gens = []
+        for name in dict.fromkeys(order):
+            rows = keep[splits == name]
+            if len(rows):
+                gens.append(datasets.SplitGenerator(name=name, gen_kwargs={"rows": rows.tolist()}))
+        return gens
+
+    def _write_report(self) -> None:
+        p = self._prepared
+        if p.report_path is None:
+            return
+        p.report_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(p.report_path, "w") as f:
+            for item in sorted(p.skipped, key=lambda d: d["row"]):
+                f.write(json.dumps(item) + "\n")
+        if p.skipped:
+            logger.warning("skip_bad: %d row(s) skipped, listed in %s", len(p.skipped), p.report_path)
+
+    # -------------------------------------------------------------- images
+    def _generate_examples(self, rows: list[int]) -> Iterator[tuple[Key, dict[str, Any]]]:
+        p = self._prepared
+        hierarchy = self.config.hierarchy()
+        slices = [(h.name, hierarchy.head_slice(i)) for i, h in enumerate(hierarchy.heads)]
+        n_skipped = 0
+        for i, r in enumerate(rows):
+            rel = p.meta["image_path"][r]
+            path = Path(rel) if Path(rel).is_absolute() else p.image_root / rel
+            try:
+                if self.config.embed_images:
+                    image = {"bytes": read_image_bytes(path, row=r, verify=self.config.verify_images),
+                             "path": rel}
+                else:
+                    if self.config.verify_images:
+                        read_image_bytes(path, row=r, verify=True)
+                    elif not path.exists():
+                        raise ImageLoadError(f"row {r}: image file {path} does not exist")
+                    image = {"bytes": None, "path": str(path.resolve())}
+            except ImageLoadError as err:
+                if not self.config.skip_bad:
+                    raise ImageLoadError(f"{self.config.table}: {err}") from err
+                p.skipped.append({"row": r, "image": rel, "stage": "image", "reason": str(err)})
+                n_skipped += 1
+                continue
+            example: dict[str, Any] = {"image": image}
+            for key in ("image_path", "dataset", "site", "latitude", "longitude", "date"):
+                example[key] = p.meta[key][r]
+            for name, sl in slices:
+                head_labels = p.labels.get(name)
+                example[f"{name}_labels"] = (head_labels[r] if head_labels else None) or []
+                example[f"{name}_target"] = p.targets[r, sl]
+                example[f"{name}_mask"] = p.mask[r, sl]
+            yield Key(0, i), example
+        if n_skipped:
+            self._write_report()

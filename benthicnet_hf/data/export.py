@@ -1,0 +1,84 @@
+"""Writing a built dataset out: Parquet shards (the Hub's layout), streaming them back, Hub upload.
+
+Parquet keeps the declared features (``datasets`` stores them in the schema metadata) and embeds
+the image bytes, so a folder of shards is the whole dataset. ``push_dataset_to_hub`` is a thin
+``create_repo`` + ``upload_folder`` over those shards so that it can be tested with a mocked
+``HfApi`` and never needs the network in tests.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import datasets
+from huggingface_hub import HfApi
+
+
+def save_parquet_shards(data: datasets.DatasetDict, out_dir: str | Path, max_rows_per_shard: int = 10_000
+                        ) -> list[Path]:
+    """Write ``out_dir/data/<split>-00000-of-0000N.parquet`` shards (the Hub's file layout).
+
+    Returns the written paths in split order.
+    """
+    out = Path(out_dir) / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for split, ds in data.items():
+        n = max(1, math.ceil(len(ds) / max_rows_per_shard))
+        for i in range(n):
+            path = out / f"{split}-{i:05d}-of-{n:05d}.parquet"
+            ds.shard(num_shards=n, index=i, contiguous=True).to_parquet(str(path))
+            written.append(path)
+    return written
+
+
+def parquet_data_files(folder: str | Path) -> dict[str, list[str]]:
+    """split → shard paths found under ``folder`` (or ``folder/data``)."""
+    root = Path(folder)
+    root = root / "data" if (root / "data").is_dir() else root
+    files: dict[str, list[str]] = {}
+    for path in sorted(root.glob("*.parquet")):
+        files.setdefault(path.name.split("-")[0], []).append(str(path))
+    if not files:
+        raise FileNotFoundError(f"no <split>-*.parquet shards under {root}")
+    return files
+
+
+def load_parquet_shards(folder: str | Path, features: datasets.Features | None = None, streaming: bool = False
+                        ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    """Load shards written by :func:`save_parquet_shards`; ``streaming=True`` reads them lazily.
+
+    ``features`` (e.g. :func:`~benthicnet_hf.data.builder.hml_features`) pins the declared types;
+    without it they come from the Parquet schema metadata.
+    """
+    return datasets.load_dataset("parquet", data_files=parquet_data_files(folder), features=features,
+                                 streaming=streaming)
+
+
+def push_dataset_to_hub(data: datasets.DatasetDict, repo_id: str, api: HfApi | None = None,
+                        private: bool = True, max_rows_per_shard: int = 10_000,
+                        commit_message: str = "Upload BenthicNet-style HML dataset") -> str:
+    """Upload ``data`` as Parquet shards plus a dataset card to a Hub dataset repo.
+
+    Args:
+        api: an ``HfApi`` (tests pass ``create_autospec(HfApi, instance=True)``).
+
+    Returns:
+        the repo id.
+    """
+    api = api or HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_parquet_shards(data, tmp, max_rows_per_shard)
+        configs = "\n".join(f"  - split: {s}\n    path: data/{s}-*.parquet" for s in data)
+        n_rows = ", ".join(f"{s}: {len(d)}" for s, d in data.items())
+        Path(tmp, "README.md").write_text(
+            "---\nconfigs:\n- config_name: default\n  data_files:\n" + configs
+            + "\ntask_categories:\n- image-classification\ntags:\n- benthic\n- hierarchical-multi-label\n---\n"
+            + f"# {repo_id}\n\nBenthicNet-style seafloor images with CATAMI hierarchical labels and "
+            "per-node masks (1 = known). Rows: " + n_rows + ".\n"
+        )
+        api.upload_folder(folder_path=tmp, repo_id=repo_id, repo_type="dataset", commit_message=commit_message)
+    return repo_id
