@@ -1,0 +1,140 @@
+"""Configuration of BenthicNet hierarchical multi-label classifiers (a transformers ``PretrainedConfig``).
+
+Remote-code safe: imports only installed packages and relative siblings, so the file works when
+``register_for_auto_class`` copies it next to the weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from .hierarchy import Hierarchy
+
+#: BenthicNet image statistics (the reference's normalisation), RGB.
+BENTHICNET_MEAN = (0.359, 0.413, 0.386)
+BENTHICNET_STD = (0.219, 0.215, 0.209)
+
+#: Head variants understood by :mod:`.modeling_benthicnet` (a dispatch point for later variants).
+HEAD_TYPES = ("mcm",)
+
+
+class BenthicNetConfig(PretrainedConfig):
+    r"""Configuration of :class:`BenthicNetForHierarchicalClassification`.
+
+    Args:
+        encoder_name (`str`, defaults to ``"resnet50"``): a ``timm`` architecture name, built with
+            ``pretrained=False`` and ``num_classes=0`` (pooled features; never touches the network).
+        encoder_kwargs (`dict`, *optional*): extra keyword arguments for ``timm.create_model``
+            (e.g. ``{"img_size": 64}`` for a ViT); ``num_classes``/``pretrained`` are not allowed.
+        hierarchy (`list[dict]`, *optional*): the label hierarchy in the ordered list form of
+            ``Hierarchy.to_list()`` (a list, because config.json is written with sorted keys).
+            Defaults to the shipped CATAMI scheme (biota, substrate, relief, bedforms, colour).
+        head_hidden_dim (`int`, defaults to 2048): hidden width of each head's MLP
+            ``BatchNorm1d(affine=False) → Linear(hidden) → ReLU → Dropout → Linear(nodes)``.
+            0 makes linear heads ``BatchNorm1d(affine=False) → Dropout → Linear(nodes)``, which
+            can be exported exactly for the Hub widget.
+        head_dropout (`float`, defaults to 0.7): dropout probability inside each head.
+        head_type (`str`, defaults to ``"mcm"``): coherence of the outputs; ``"mcm"`` is the
+            C-HMCNN max-constraint module with MCLoss (flat heads: plain sigmoid and masked BCE).
+        freeze_encoder (`bool`, defaults to False): linear probing: encoder weights get no
+            gradient and the encoder stays in eval mode (BatchNorm statistics untouched).
+        image_size (`int`, defaults to 224): side of the square centre crop fed to the encoder.
+        image_mean / image_std (`list[float]`): RGB normalisation (BenthicNet statistics).
+        crop_pct (`float`, defaults to 0.875): eval resize is ``image_size / crop_pct`` on the
+            shortest edge, then a centre crop (timm's eval transform).
+        node_weights (`list[float]`, *optional*): per-node loss multipliers, ``(num_nodes,)``.
+        problem_type (`str`): always ``"multi_label_classification"``.
+        kwargs: passed to ``PretrainedConfig`` (``id2label``/``label2id`` are derived from the
+            hierarchy: ``"head: key"`` per node; given ones must agree).
+    """
+
+    model_type = "benthicnet"
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet50",
+        encoder_kwargs: dict[str, Any] | None = None,
+        hierarchy: list[dict[str, Any]] | None = None,
+        head_hidden_dim: int = 2048,
+        head_dropout: float = 0.7,
+        head_type: str = "mcm",
+        freeze_encoder: bool = False,
+        image_size: int = 224,
+        image_mean: list[float] | tuple[float, ...] = BENTHICNET_MEAN,
+        image_std: list[float] | tuple[float, ...] = BENTHICNET_STD,
+        crop_pct: float = 0.875,
+        node_weights: list[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(hierarchy, Hierarchy):
+            hierarchy = hierarchy.to_list()
+        if hierarchy is None:
+            hierarchy = Hierarchy.catami().to_list()
+        hier = Hierarchy.from_list(hierarchy)  # validates
+        encoder_kwargs = dict(encoder_kwargs or {})
+        reserved = sorted({"num_classes", "pretrained"} & set(encoder_kwargs))
+        if reserved:
+            raise ValueError(f"encoder_kwargs must not set {reserved}: the model always uses "
+                             "num_classes=0 and pretrained=False (load weights with load_encoder)")
+        if head_type not in HEAD_TYPES:
+            raise ValueError(f"head_type must be one of {HEAD_TYPES}, got {head_type!r}")
+        if head_hidden_dim < 0:
+            raise ValueError(f"head_hidden_dim must be >= 0 (0 = linear heads), got {head_hidden_dim}")
+        if node_weights is not None and len(node_weights) != hier.num_nodes:
+            raise ValueError(f"node_weights has {len(node_weights)} entries, the hierarchy has "
+                             f"{hier.num_nodes} nodes")
+        for name, stat in (("image_mean", image_mean), ("image_std", image_std)):
+            if len(stat) != 3:
+                raise ValueError(f"{name} must have 3 (RGB) values, got {list(stat)}")
+
+        self.encoder_name = encoder_name
+        self.encoder_kwargs = encoder_kwargs
+        self.hierarchy = hierarchy
+        self.head_hidden_dim = int(head_hidden_dim)
+        self.head_dropout = float(head_dropout)
+        self.head_type = head_type
+        self.freeze_encoder = bool(freeze_encoder)
+        self.image_size = int(image_size)
+        self.image_mean = [float(v) for v in image_mean]
+        self.image_std = [float(v) for v in image_std]
+        self.crop_pct = float(crop_pct)
+        self.node_weights = None if node_weights is None else [float(w) for w in node_weights]
+
+        labels = hier.labels
+        id2label = {i: name for i, name in enumerate(labels)}
+        given = kwargs.pop("id2label", None)
+        if given is not None:
+            given = {int(k): v for k, v in given.items()}
+            if given != id2label:
+                diff = [i for i in range(max(len(given), len(id2label))) if given.get(i) != id2label.get(i)]
+                raise ValueError(
+                    f"id2label does not match the hierarchy ({len(given)} vs {len(id2label)} labels; "
+                    f"first difference at index {diff[0]}: {given.get(diff[0])!r} vs {id2label.get(diff[0])!r})"
+                )
+        kwargs.pop("label2id", None)
+        kwargs.pop("num_labels", None)
+        kwargs["problem_type"] = "multi_label_classification"
+        super().__init__(id2label=id2label, label2id={n: i for i, n in id2label.items()}, **kwargs)
+
+    def get_hierarchy(self) -> Hierarchy:
+        """The :class:`Hierarchy` described by ``self.hierarchy`` (cached per list object)."""
+        cached = self.__dict__.get("_hierarchy_cache")
+        if cached is None or cached[0] is not self.hierarchy:
+            cached = (self.hierarchy, Hierarchy.from_list(self.hierarchy))
+            self.__dict__["_hierarchy_cache"] = cached
+        return cached[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out.pop("_hierarchy_cache", None)  # a derived object, not configuration
+        return out
+
+    @property
+    def hierarchy_obj(self) -> Hierarchy:
+        return self.get_hierarchy()
+
+    @property
+    def num_nodes(self) -> int:
+        return self.get_hierarchy().num_nodes

@@ -1,0 +1,349 @@
+"""BenthicNet models: a timm encoder with coherent hierarchical multi-label heads (transformers API).
+
+``images → backbone (timm, pooled features (B, F)) → per-head MLPs → raw logits (B, N) →
+max-constraint (C-HMCNN) → coherent probabilities (B, N)``. Node order is the hierarchy's global
+layout (``config.id2label``).
+
+Remote-code safe: this file imports only installed packages and relative siblings, so
+``save_pretrained`` can copy it next to the weights (``trust_remote_code=True`` loading).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections import OrderedDict
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_benthicnet import BenthicNetConfig
+from .constraint import MaxConstraint
+from .hierarchy import Hierarchy
+from .losses import HierarchicalLoss
+
+
+@dataclass
+class BenthicNetClassifierOutput(ModelOutput):
+    """Output of :class:`BenthicNetForHierarchicalClassification`.
+
+    Args:
+        loss: scalar masked hierarchical loss (MCLoss / BCE), when ``labels`` were given.
+        logits: ``(batch, num_nodes)`` raw node logits of all heads, concatenated (not coherent).
+        probabilities: ``(batch, num_nodes)`` coherent scores ``sigmoid(MCM(logits))``: no node
+            scores above any of its ancestors.
+        features: ``(batch, num_features)`` pooled encoder features.
+        hidden_states: ``(feature_map,)`` the unpooled encoder output, if requested.
+    """
+
+    loss: Tensor | None = None
+    logits: Tensor | None = None
+    probabilities: Tensor | None = None
+    features: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class BenthicNetModelOutput(ModelOutput):
+    """Output of :class:`BenthicNetModel`: ``pooler_output`` ``(batch, num_features)``."""
+
+    pooler_output: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+
+
+def create_encoder(config: BenthicNetConfig) -> nn.Module:
+    """The timm encoder of ``config``: ``pretrained=False``, ``num_classes=0`` (pooled features)."""
+    name = config.encoder_name
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        hint = f"; close matches: {close}" if close else ""
+        raise ValueError(f"unknown timm encoder_name {name!r}{hint}")
+    return timm.create_model(name, pretrained=False, num_classes=0, **config.encoder_kwargs)
+
+
+def head_layers(in_features: int, num_nodes: int, hidden_dim: int, dropout: float) -> nn.Sequential:
+    """One head: ``BN(affine=False) → Linear(hidden) → ReLU → Dropout → Linear(nodes)`` (reference);
+    with ``hidden_dim=0``: ``BN(affine=False) → Dropout → Linear(nodes)``."""
+    norm = nn.BatchNorm1d(in_features, affine=False)
+    if hidden_dim == 0:
+        return nn.Sequential(OrderedDict(norm=norm, drop=nn.Dropout(dropout), fc=nn.Linear(in_features, num_nodes)))
+    return nn.Sequential(OrderedDict(
+        norm=norm, fc1=nn.Linear(in_features, hidden_dim), act=nn.ReLU(), drop=nn.Dropout(dropout),
+        fc2=nn.Linear(hidden_dim, num_nodes),
+    ))
+
+
+class HierarchicalHeads(nn.Module):
+    """Per-head classifiers over shared pooled features; ``(batch, F) → (batch, num_nodes)`` raw logits."""
+
+    def __init__(self, in_features: int, hierarchy: Hierarchy, hidden_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.head_names = hierarchy.head_names
+        self.heads = nn.ModuleList(
+            head_layers(in_features, len(h.nodes), hidden_dim, dropout) for h in hierarchy.heads
+        )
+
+    def forward(self, features: Tensor) -> Tensor:
+        return torch.cat([head(features) for head in self.heads], dim=-1)
+
+
+class BenthicNetPreTrainedModel(PreTrainedModel):
+    config_class = BenthicNetConfig
+    base_model_prefix = "benthicnet"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only our own modules: the timm encoder keeps timm's init (or its loaded weights).
+        if isinstance(module, HierarchicalHeads):
+            for head in module.heads:
+                for layer in head:
+                    if isinstance(layer, nn.Linear):  # torch's default Linear init, as the reference
+                        init.kaiming_uniform_(layer.weight, a=5**0.5)
+                        bound = 1 / layer.in_features**0.5
+                        init.uniform_(layer.bias, -bound, bound)
+                    elif isinstance(layer, nn.BatchNorm1d):
+                        init.zeros_(layer.running_mean)
+                        init.ones_(layer.running_var)
+                        init.zeros_(layer.num_batches_tracked)
+        elif isinstance(module, BenthicNetForHierarchicalClassification) and module.node_weights is not None:
+            init.copy_(module.node_weights, torch.tensor(self.config.node_weights, dtype=module.node_weights.dtype))
+        elif isinstance(module, (MaxConstraint, HierarchicalLoss)):
+            # non-persistent index buffers are not in checkpoints: rebuild them from the config
+            hier = self.config.get_hierarchy()
+            init.copy_(module.ancestor_pairs, torch.as_tensor(hier.ancestor_pairs, dtype=torch.long))
+            if isinstance(module, HierarchicalLoss):
+                init.copy_(module.head_of_node, torch.as_tensor(hier.head_of_node, dtype=torch.long))
+
+    def check_pixel_values(self, pixel_values: Tensor) -> None:
+        """Clear errors for a wrongly shaped image batch (expected ``(batch, C, H, W)``)."""
+        in_chans = int(self.config.encoder_kwargs.get("in_chans", 3))
+        if not isinstance(pixel_values, Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != in_chans:
+            got = tuple(pixel_values.shape) if isinstance(pixel_values, Tensor) else type(pixel_values).__name__
+            raise ValueError(
+                f"pixel_values must have shape (batch, {in_chans}, height, width), got {got}"
+            )
+        patch_embed = getattr(self.backbone, "patch_embed", None)
+        fixed = getattr(patch_embed, "img_size", None)
+        strict = getattr(patch_embed, "strict_img_size", False)  # timm ViTs without dynamic_img_size
+        if fixed is not None and strict and tuple(pixel_values.shape[-2:]) != tuple(fixed):
+            raise ValueError(
+                f"encoder {self.config.encoder_name!r} takes {tuple(fixed)} images, got pixel_values of "
+                f"shape {tuple(pixel_values.shape)} (set encoder_kwargs img_size or dynamic_img_size)"
+            )
+
+
+class BenthicNetModel(BenthicNetPreTrainedModel):
+    """The encoder alone: ``pixel_values (B, C, H, W) → pooler_output (B, num_features)``."""
+
+    def __init__(self, config: BenthicNetConfig) -> None:
+        super().__init__(config)
+        self.backbone = create_encoder(config)
+        self.num_features = self.backbone.num_features
+        self.post_init()
+
+    def forward(self, pixel_values: Tensor, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs: Any) -> BenthicNetModelOutput | tuple:
+        self.check_pixel_values(pixel_values)
+        fmap = self.backbone.forward_features(pixel_values)
+        pooled = self.backbone.forward_head(fmap, pre_logits=True)
+        out = BenthicNetModelOutput(pooler_output=pooled, hidden_states=(fmap,) if output_hidden_states else None)
+        return out if return_dict is not False else out.to_tuple()
+
+
+class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
+    """Timm encoder + per-head MLPs + max-constraint: coherent hierarchical multi-label outputs.
+
+    Example::
+
+        config = BenthicNetConfig(encoder_name="resnet50")          # CATAMI heads
+        model = BenthicNetForHierarchicalClassification(config)
+        model.load_encoder("barlow_twins_rn50.ckpt")                  # optional SSL weights
+        out = model(pixel_values, labels=targets, label_mask=mask)    # (B, 3, 224, 224), (B, N), (B, N)
+        out.loss.backward(); out.probabilities                       # (B, N) coherent
+    """
+
+    def __init__(self, config: BenthicNetConfig) -> None:
+        super().__init__(config)
+        hierarchy = config.get_hierarchy()
+        self.backbone = create_encoder(config)
+        self.num_features = self.backbone.num_features
+        self.heads = HierarchicalHeads(self.num_features, hierarchy, config.head_hidden_dim, config.head_dropout)
+        if config.head_type == "mcm":
+            self.constraint = MaxConstraint(hierarchy)
+            self.criterion = HierarchicalLoss(hierarchy)
+        else:  # the config validates head_type; new variants plug in here
+            raise ValueError(f"unsupported head_type {config.head_type!r}")
+        weights = config.node_weights
+        self.register_buffer(
+            "node_weights", None if weights is None else torch.tensor(weights, dtype=torch.float32),
+            persistent=False,
+        )
+        self.set_encoder_frozen(config.freeze_encoder)
+        self.post_init()
+
+    # ------------------------------------------------------------- linear probing
+    def set_encoder_frozen(self, frozen: bool = True) -> None:
+        """Freeze (linear probing) or unfreeze the encoder; a frozen encoder also stays in eval mode."""
+        self.config.freeze_encoder = bool(frozen)
+        self.backbone.requires_grad_(not frozen)
+        if frozen:
+            self.backbone.eval()
+
+    def train(self, mode: bool = True) -> "BenthicNetForHierarchicalClassification":
+        super().train(mode)
+        if self.config.freeze_encoder:  # keep BatchNorm statistics of a frozen encoder untouched
+            self.backbone.eval()
+        return self
+
+    # -------------------------------------------------------------------- forward
+    def forward(
+        self,
+        pixel_values: Tensor,
+        labels: Tensor | None = None,
+        label_mask: Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> BenthicNetClassifierOutput | tuple:
+        """Args:
+            pixel_values: ``(batch, 3, H, W)`` normalised images.
+            labels: optional ``(batch, num_nodes)`` 0/1 targets (ancestors of positives set).
+            label_mask: optional ``(batch, num_nodes)`` 1 = known bit; ``labels`` without a mask
+                means every bit is known.
+        """
+        self.check_pixel_values(pixel_values)
+        n = self.config.num_labels
+        if labels is not None and (labels.ndim != 2 or labels.shape != (pixel_values.shape[0], n)):
+            raise ValueError(f"labels must have shape (batch, num_nodes) = ({pixel_values.shape[0]}, {n}), "
+                             f"got {tuple(labels.shape)}")
+        if label_mask is not None:
+            if labels is None:
+                raise ValueError("label_mask was given without labels")
+            if label_mask.shape != labels.shape:
+                raise ValueError(f"label_mask must have the shape of labels {tuple(labels.shape)}, "
+                                 f"got {tuple(label_mask.shape)}")
+
+        frozen = self.config.freeze_encoder
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            fmap = self.backbone.forward_features(pixel_values)
+            features = self.backbone.forward_head(fmap, pre_logits=True)
+        logits = self.heads(features)
+        probabilities = self.constraint(logits).sigmoid()
+
+        loss = None
+        if labels is not None:
+            mask = torch.ones_like(labels) if label_mask is None else label_mask
+            loss = self.criterion(logits.float(), labels.float(), mask, self.node_weights).loss
+
+        out = BenthicNetClassifierOutput(
+            loss=loss, logits=logits, probabilities=probabilities, features=features,
+            hidden_states=(fmap,) if output_hidden_states else None,
+        )
+        return out if return_dict is not False else out.to_tuple()
+
+    # --------------------------------------------------------------- weights in/out
+    def load_encoder(self, path: str | Path, strict: bool = True, **kwargs: Any) -> Any:
+        """Load self-supervised encoder weights (timm/torchvision/Lightning checkpoints) into
+        ``self.backbone`` through :func:`benthicnet_hf.conversion.load_encoder_weights`.
+
+        A separate step after construction (``from_pretrained`` builds on the meta device).
+        Returns the conversion's ``LoadReport``.
+        """
+        try:  # a sibling when installed; the package when this file runs as remote code
+            conversion = importlib.import_module(".conversion", __package__)
+        except ImportError:
+            try:
+                conversion = importlib.import_module("benthicnet_hf.conversion")
+            except ImportError as err:
+                raise ImportError("load_encoder needs the benthicnet_hf package (pip install benthicnet_hf)") from err
+        return conversion.load_encoder_weights(self.backbone, path, strict=strict, **kwargs)
+
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
+        """``PreTrainedModel.save_pretrained`` plus the image processor (timm's eval transform) and
+        the coherent-score pipeline (``config.custom_pipelines``; its file is copied as a relative
+        import of this one), so that
+        ``pipeline("image-classification", model=dir, trust_remote_code=True)`` works."""
+        from .image_processing import make_image_processor
+        from .pipeline_benthicnet import CUSTOM_PIPELINES
+
+        had = "custom_pipelines" in self.config.__dict__
+        previous = getattr(self.config, "custom_pipelines", None)
+        # only the saved folder names the custom pipeline: in memory, plain pipeline(model=obj) works
+        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if had:
+                self.config.custom_pipelines = previous
+            else:
+                del self.config.__dict__["custom_pipelines"]
+        make_image_processor(self.config).save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
+        """``PreTrainedModel.from_pretrained`` with a clear error when the config's hierarchy does not
+        match the checkpoint's head shapes."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except RuntimeError as err:
+            if "mismatched" not in str(err) and "size mismatch" not in str(err):
+                raise
+            config = kwargs.get("config")
+            if not isinstance(config, BenthicNetConfig):
+                config = BenthicNetConfig.from_pretrained(pretrained_model_name_or_path)
+            detail = head_shape_mismatch(pretrained_model_name_or_path, config)
+            raise ValueError(detail or f"the checkpoint does not match the config: {err}") from err
+
+
+def head_shape_mismatch(folder: str | Path, config: BenthicNetConfig) -> str | None:
+    """Describe how the head shapes of ``folder``'s ``model.safetensors`` differ from ``config``'s
+    hierarchy (``None`` when they agree or the file cannot be found locally)."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        resolved = cached_file(str(folder), "model.safetensors", _raise_exceptions_for_missing_entries=False)
+        if resolved is None:
+            return None
+        path = Path(resolved)
+    hier = config.get_hierarchy()
+    with safe_open(str(path), framework="pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("heads.heads.")}
+    problems = []
+    for i, head in enumerate(hier.heads):
+        found = shapes.get(f"heads.heads.{i}.fc2.bias", shapes.get(f"heads.heads.{i}.fc.bias"))
+        if found is None:
+            problems.append(f"head {i} {head.name!r}: expected {len(head.nodes)} nodes, not in the checkpoint")
+        elif found[0] != len(head.nodes):
+            problems.append(f"head {i} {head.name!r}: config has {len(head.nodes)} nodes, checkpoint has {found[0]}")
+    extra = {int(k.split(".")[2]) for k in shapes} - set(range(len(hier.heads)))
+    if extra:
+        problems.append(f"checkpoint has {len(extra)} more head(s) than the config's {len(hier.heads)}")
+    if not problems:
+        return None
+    return f"the config's hierarchy does not match the checkpoint {path}: " + "; ".join(problems)
+
+
+def register_auto_classes() -> None:
+    """Register with ``AutoConfig``/``AutoModelForImageClassification`` and for remote code."""
+    AutoConfig.register(BenthicNetConfig.model_type, BenthicNetConfig, exist_ok=True)
+    AutoModelForImageClassification.register(
+        BenthicNetConfig, BenthicNetForHierarchicalClassification, exist_ok=True)
+    BenthicNetConfig.register_for_auto_class()
+    BenthicNetForHierarchicalClassification.register_for_auto_class("AutoModelForImageClassification")
+
+
+# As remote code this file lives under ``transformers_modules``: the package's registration wins.
+if not __name__.startswith("transformers_modules"):
+    register_auto_classes()

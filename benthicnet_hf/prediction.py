@@ -1,0 +1,88 @@
+"""From coherent node probabilities to predictions per head: paths at a threshold, deepest node.
+
+Per sample and head:
+
+- ``paths``: the most specific predicted nodes: score ≥ threshold and no child scoring ≥ threshold
+  (keys are full paths for CATAMI trees), by decreasing score;
+- ``deepest``: the deepest node whose score clears the threshold (ties: the higher score) —
+  "predict the generic class when unsure": when no child of a node clears the threshold, that node
+  is the answer; ``None`` when no node of the head does;
+- ``score``: the score of ``deepest`` (``None`` with it).
+
+With coherent scores (``outputs.probabilities``) the predicted set is closed under ancestors, so
+``deepest`` is the end of one of ``paths``. Everything is computed for the whole batch at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from .hierarchy import Hierarchy
+
+
+def child_to_parent_matrix(hierarchy: Hierarchy) -> sparse.csr_matrix:
+    """``(N, N)`` sparse 0/1, ``C[child, parent] = 1`` for every edge of every head."""
+    pp = hierarchy.parents_padded
+    child = np.repeat(np.arange(pp.shape[0]), pp.shape[1])
+    parent = pp.reshape(-1)
+    keep = parent >= 0
+    n = hierarchy.num_nodes
+    data = np.ones(int(keep.sum()), dtype=np.float32)
+    return sparse.csr_matrix((data, (child[keep], parent[keep])), shape=(n, n))
+
+
+def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5) -> list[dict[str, dict[str, Any]]]:
+    """Per-sample, per-head predictions from node scores.
+
+    Args:
+        hierarchy: the label hierarchy (global node layout).
+        probs: ``(batch, num_nodes)`` scores in [0, 1] (numpy or torch), normally the model's
+            coherent ``probabilities``.
+        threshold: a node is predicted when its score is ≥ threshold.
+
+    Returns:
+        one dict per sample: ``{head: {"paths": [key, ...], "deepest": key | None,
+        "score": float | None}}``.
+    """
+    if hasattr(probs, "detach"):
+        probs = probs.detach().float().cpu().numpy()
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != hierarchy.num_nodes:
+        raise ValueError(f"probs must have shape (batch, {hierarchy.num_nodes}), got {p.shape}")
+    predicted = p >= threshold  # (B, N)
+    # a predicted node with a predicted child is not the end of a path
+    has_predicted_child = np.asarray(predicted.astype(np.float32) @ child_to_parent_matrix(hierarchy)) > 0
+    most_specific = predicted & ~has_predicted_child
+
+    # deepest predicted node per head: maximise depth, then score (score/2 < 1 keeps depth first)
+    rank = np.where(predicted, hierarchy.depth[None, :] + 0.5 * p, -np.inf)
+    deepest = np.empty((p.shape[0], len(hierarchy.heads)), dtype=np.int64)
+    for h in range(len(hierarchy.heads)):  # a handful of heads; batch and nodes stay vectorised
+        s = hierarchy.head_slice(h)
+        deepest[:, h] = s.start + rank[:, s].argmax(axis=1)
+    found = np.take_along_axis(predicted, deepest, axis=1)
+
+    keys = [k for head in hierarchy.heads for k in head.nodes]
+    head_names = hierarchy.head_names
+    head_of_node = hierarchy.head_of_node
+    out: list[dict[str, dict[str, Any]]] = []
+    rows, cols = np.nonzero(most_specific)
+    order = np.lexsort((-p[rows, cols], rows))  # by sample, then decreasing score
+    rows, cols = rows[order], cols[order]
+    bounds = np.searchsorted(rows, np.arange(p.shape[0] + 1))
+    for b in range(p.shape[0]):  # building the Python result, one dict per sample
+        sample = {
+            name: {
+                "paths": [],
+                "deepest": keys[deepest[b, h]] if found[b, h] else None,
+                "score": float(p[b, deepest[b, h]]) if found[b, h] else None,
+            }
+            for h, name in enumerate(head_names)
+        }
+        for j in cols[bounds[b]:bounds[b + 1]]:
+            sample[head_names[head_of_node[j]]]["paths"].append(keys[j])
+        out.append(sample)
+    return out

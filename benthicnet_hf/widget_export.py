@@ -1,0 +1,166 @@
+"""Flat export for the Hub widget: backbone + stacked head weights in timm's own Hub format.
+
+The Hub's hosted inference does not run custom code, so the widget needs a plain timm model.
+What is exported, precisely:
+
+- **Linear heads** (``head_hidden_dim=0``: ``BN(affine=False) → Dropout → Linear`` per head): each
+  head's BatchNorm (eval statistics) is folded into its Linear, ``W' = W / sqrt(var + eps)``,
+  ``b' = b − W' · mean``, and the heads are stacked into one ``Linear(num_features, num_nodes)``
+  that becomes the timm model's own classifier (``model.get_classifier()``). Raw logits equal the
+  full model's (eval mode) up to float rounding.
+- **MLP heads** (``head_hidden_dim > 0``: ``BN → Linear → ReLU → Dropout → Linear``) are **not**
+  exported: timm classifiers are a single Linear for most encoders (ResNet, ViT), and the MLP heads
+  timm offers for some families (``head_hidden_size``) use tanh/GELU and a LayerNorm, so no exact
+  equivalent exists. :class:`WidgetExportError` says so; train linear heads for a widget model.
+
+The max-constraint is not linear either: the widget serves raw per-node sigmoid scores, which may
+rank a child above its parent. The written card says so (``UNCONSTRAINED_NOTE``).
+
+Written files: ``config.json`` (``architecture``, ``num_classes``, ``num_features``,
+``label_names``, ``model_args`` = the encoder kwargs without ``num_classes``, ``pretrained_cfg``
+with the model's eval preprocessing, ``problem_type``), ``model.safetensors`` (un-prefixed timm keys)
+and ``README.md``. Loadable by ``timm.create_model("local-dir:PATH", pretrained=True)`` and by
+``pipeline("image-classification", model=PATH)`` (TimmWrapper, no remote code).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+UNCONSTRAINED_NOTE = (
+    "Scores from this export are **unconstrained**: raw per-node sigmoid scores, without the "
+    "hierarchical max-constraint, so a child node may score above its parent. Load the full model "
+    "with `trust_remote_code=True` for coherent scores."
+)
+
+
+class WidgetExportError(ValueError):
+    """The model cannot be exported exactly as a plain timm classifier."""
+
+
+def stacked_linear_heads(model: nn.Module) -> tuple[Tensor, Tensor]:
+    """Fold each head's eval BatchNorm into its Linear and stack the heads.
+
+    Args:
+        model: a ``BenthicNetForHierarchicalClassification`` with linear heads.
+
+    Returns:
+        ``weight (num_nodes, num_features)`` and ``bias (num_nodes,)`` in float32, such that
+        ``features @ weight.T + bias`` equals the model's raw logits in eval mode.
+    """
+    if model.config.head_hidden_dim != 0:
+        raise WidgetExportError(
+            f"the heads are MLPs (head_hidden_dim={model.config.head_hidden_dim}): BN → Linear → ReLU → "
+            "Dropout → Linear has no exact equivalent among timm's classifiers, so no widget export. "
+            "Train with head_hidden_dim=0 (linear heads) to export for the Hub widget."
+        )
+    weights, biases = [], []
+    for name, head in zip(model.heads.head_names, model.heads.heads):
+        norm, fc = head.norm, head.fc
+        if norm.running_mean is None:
+            raise WidgetExportError(f"head {name!r}: BatchNorm without running statistics cannot be folded")
+        scale = (norm.running_var.double() + norm.eps).rsqrt()  # (F,)
+        w = fc.weight.double() * scale  # (nodes, F)
+        weights.append(w)
+        biases.append(fc.bias.double() - w @ norm.running_mean.double())
+    return torch.cat(weights).float(), torch.cat(biases).float()
+
+
+def classifier_name(timm_model: nn.Module) -> str:
+    """Module path of ``timm_model.get_classifier()`` (``"fc"`` for ResNet, ``"head"`` for ViT)."""
+    clf = timm_model.get_classifier()
+    for name, module in timm_model.named_modules():
+        if module is clf:
+            return name
+    raise WidgetExportError(f"{type(timm_model).__name__}: its classifier is not one of its modules")
+
+
+def build_timm_classifier(model: nn.Module) -> nn.Module:
+    """A plain timm model (eval mode) = the model's encoder + stacked heads as its classifier."""
+    config = model.config
+    n = config.num_labels
+    timm_model = timm.create_model(config.encoder_name, pretrained=False, num_classes=n, **config.encoder_kwargs)
+    clf = timm_model.get_classifier()
+    if not isinstance(clf, nn.Linear) or clf.in_features != model.num_features:
+        raise WidgetExportError(
+            f"encoder {config.encoder_name!r}: its classifier is {type(clf).__name__}, expected "
+            f"Linear({model.num_features}, {n}); it cannot hold the stacked heads"
+        )
+    name = classifier_name(timm_model)
+    weight, bias = stacked_linear_heads(model)
+    state = {k: v.detach().float() for k, v in model.backbone.state_dict().items()}
+    state[f"{name}.weight"] = weight
+    state[f"{name}.bias"] = bias
+    timm_model.load_state_dict(state, strict=True)  # any key mismatch is an error, not a partial export
+    return timm_model.eval()
+
+
+def timm_hub_config(model: nn.Module, timm_model: nn.Module) -> dict[str, Any]:
+    """timm's Hub ``config.json`` for the export (preprocessing = the model's eval transform)."""
+    config = model.config
+    model_args = {k: v for k, v in config.encoder_kwargs.items() if k != "num_classes"}
+    size = int(config.image_size)
+    pretrained_cfg = {
+        "architecture": config.encoder_name,
+        "input_size": [3, size, size],
+        "interpolation": "bicubic",
+        "crop_pct": float(config.crop_pct),
+        "crop_mode": "center",
+        "mean": list(config.image_mean),
+        "std": list(config.image_std),
+        "num_classes": config.num_labels,
+        "classifier": classifier_name(timm_model),
+        "fixed_input_size": bool(timm_model.pretrained_cfg.get("fixed_input_size", False)),
+    }
+    return {
+        "architecture": config.encoder_name,
+        "num_classes": config.num_labels,
+        "num_features": int(model.num_features),
+        "label_names": [config.id2label[i] for i in range(config.num_labels)],
+        "model_args": model_args,  # {} (not null) when empty; never num_classes (TimmWrapper passes it)
+        "pretrained_cfg": pretrained_cfg,
+        "problem_type": "multi_label_classification",  # TimmWrapper pipeline: sigmoid, not softmax
+    }
+
+
+def default_card(config: dict[str, Any]) -> str:
+    """A minimal model card; the package's hub module may pass a richer ``card_text``."""
+    return (
+        "---\nlibrary_name: timm\npipeline_tag: image-classification\ntags:\n- benthicnet\n"
+        "- hierarchical-multi-label\n---\n\n"
+        f"# BenthicNet widget export ({config['architecture']}, {config['num_classes']} nodes)\n\n"
+        f"{UNCONSTRAINED_NOTE}\n"
+    )
+
+
+def export_for_widget(model: nn.Module, save_directory: str | Path, card_text: str | None = None) -> Path:
+    """Write the flat timm export of ``model`` to ``save_directory`` (see the module docstring).
+
+    Args:
+        model: a ``BenthicNetForHierarchicalClassification`` with linear heads.
+        save_directory: output folder (created).
+        card_text: README.md content; must mention that scores are unconstrained. Defaults to
+            :func:`default_card`.
+
+    Returns:
+        the folder.
+    """
+    out = Path(save_directory)
+    out.mkdir(parents=True, exist_ok=True)
+    timm_model = build_timm_classifier(model)
+    config = timm_hub_config(model, timm_model)
+    state = {k: v.detach().contiguous() for k, v in timm_model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    text = default_card(config) if card_text is None else card_text
+    if "unconstrained" not in text.lower():
+        raise ValueError("the widget card must say that its scores are unconstrained (see UNCONSTRAINED_NOTE)")
+    (out / "README.md").write_text(text)
+    return out
