@@ -1,9 +1,43 @@
-"""benthicnet_hf: hierarchical multi-label classification of seafloor imagery on the HF stack."""
+"""benthicnet_hf: hierarchical multi-label classification of seafloor imagery on the HF stack.
+
+The light layer (hierarchy, labels) imports eagerly; the model, conversion and data layers import
+on first use, so ``import benthicnet_hf`` stays fast for label work.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from .hierarchy import Head, Hierarchy, HierarchyError
 from .labels import EncodedLabels, LabelEncoder, UnknownLabelError, decode
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "BenthicNetConfig": "configuration_benthicnet",
+    "BenthicNetModel": "modeling_benthicnet",
+    "BenthicNetForHierarchicalClassification": "modeling_benthicnet",
+    "BenthicNetClassifierOutput": "modeling_benthicnet",
+    "make_image_processor": "image_processing",
+    "predict_paths": "prediction",
+    "export_for_widget": "widget_export",
+    "WidgetExportError": "widget_export",
+    "MaxConstraint": "constraint",
+    "HierarchicalLoss": "losses",
+    "load_encoder_weights": "conversion",
+    "save_encoder_safetensors": "conversion",
+    "LoadReport": "conversion",
+    "compute_metrics": "metrics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = import_module(f".{_LAZY[name]}", __name__)
+        if _LAZY[name] == "configuration_benthicnet":
+            import_module(".modeling_benthicnet", __name__)  # registers the Auto classes too
+        return getattr(module, name)
+    raise AttributeError(f"module 'benthicnet_hf' has no attribute {name!r}")
+
 
 __all__ = [
     "Head",
@@ -13,4 +47,5 @@ __all__ = [
     "EncodedLabels",
     "UnknownLabelError",
     "decode",
+    *_LAZY,
 ]

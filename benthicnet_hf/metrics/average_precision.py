@@ -21,110 +21,85 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inputs import (
-    CODE_BITS,
-    check_metric_inputs,
-    count_items_at_least,
-    rank_positives_in_rows,
-    score_codes,
+from .inputs import check_metric_inputs, ranking_keys, transpose_blocked
+from .ranking import (
+    ap_by_depth,
+    counts_at_positives_by_group,
+    grouped_micro_ap,
+    mean_per_segment,
+    rank_in_columns,
+    rank_in_rows,
+    sorted_positives,
 )
 
-_CODE_MASK = (1 << CODE_BITS) - 1
+
+# ------------------------------------------------------------- on precomputed keys (internal)
+def node_ap_from_ranks(col: np.ndarray, n: np.ndarray, tp: np.ndarray,
+                       num_pos: np.ndarray, num_known: np.ndarray) -> np.ndarray:
+    """``(nodes,)`` AP per column from :func:`.ranking.rank_in_columns`; NaN without both classes."""
+    ap = mean_per_segment(col, tp / n, num_pos)
+    return np.where((num_pos > 0) & (num_known > num_pos), ap, np.nan)
 
 
-# ---------------------------------------------------------------- on precomputed codes (internal)
-def micro_ap_from_codes(codes: np.ndarray, positive: np.ndarray, known: np.ndarray) -> float:
-    """Micro AP from ``score_codes`` output; NaN without a known positive."""
-    return float(grouped_micro_ap_from_codes(codes, positive, known, [slice(None)])[1][0])
-
-
-def grouped_micro_ap_from_codes(
-    codes: np.ndarray, positive: np.ndarray, known: np.ndarray, groups: list[slice]
-) -> tuple[float, list[float]]:
-    """Micro AP of the union of column ``groups`` (e.g. heads) and of each group alone.
-
-    Each group's known codes are sorted once; every positive of every group is then counted
-    against each group with one ``searchsorted`` (sorted queries), so the union needs no extra sort.
-    """
-    pos_codes = [np.sort(codes[:, g][positive[:, g]]) for g in groups]
-    all_pos = np.sort(np.concatenate(pos_codes))
-    n_all = np.zeros(all_pos.size, dtype=np.int64)
-    per_group = []
-    for g, own in zip(groups, pos_codes):
-        ranked = np.sort(codes[:, g][known[:, g]])
-        n_all += ranked.size - np.searchsorted(ranked, all_pos, side="left")
-        n_own = ranked.size - np.searchsorted(ranked, own, side="left")
-        tp_own = own.size - np.searchsorted(own, own, side="left")
-        per_group.append(float(np.mean(tp_own / n_own)) if own.size else float("nan"))
-    tp_all = all_pos.size - np.searchsorted(all_pos, all_pos, side="left")
-    overall = float(np.mean(tp_all / n_all)) if all_pos.size else float("nan")
-    return overall, per_group
-
-
-def node_ap_from_codes(codes: np.ndarray, positive: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """``(nodes,)`` AP of each node's column; NaN without both a known positive and negative."""
-    nodes = codes.shape[1]
-    node, n, tp = rank_positives_in_rows(
-        np.ascontiguousarray(codes.T), np.ascontiguousarray(positive.T), np.ascontiguousarray(known.T)
-    )
-    num_pos = np.bincount(node, minlength=nodes)
-    ap = np.bincount(node, weights=tp / n, minlength=nodes) / np.maximum(num_pos, 1)
-    num_neg = known.sum(axis=0) - num_pos
-    return np.where((num_pos > 0) & (num_neg > 0), ap, np.nan)
-
-
-def sample_ap_from_codes(
-    codes: np.ndarray, positive: np.ndarray, known: np.ndarray, depth: np.ndarray | None = None
+def sample_ap_by_depth_from_keys(
+    keys: np.ndarray, positive: np.ndarray, known: np.ndarray, depth: np.ndarray
 ) -> np.ndarray:
-    """``(rows, max_depth)`` per-sample AP over known nodes of depth <= d (column d - 1).
+    """``(rows, max_depth)`` per-sample AP over known nodes of depth <= d (column d - 1)."""
+    rows, nodes = keys.shape
+    max_depth = int(depth.max())
+    level_cols = [np.flatnonzero(depth == d) for d in range(1, max_depth + 1)]
+    known_by_level = np.stack([known[:, c].sum(axis=1) for c in level_cols])
+    _, row, col, key = sorted_positives(keys, positive, np.zeros(nodes, dtype=np.int64))
+    counts = counts_at_positives_by_group(keys, level_cols, known_by_level, row, key)
+    return ap_by_depth(counts, row, key, depth[col] - 1, rows)
+
+
+# ------------------------------------------------------------------------------- public API
+def _keys(probs, targets, mask):
+    probs, targets, mask = check_metric_inputs(probs, targets, mask)
+    positive = targets & mask
+    return ranking_keys(probs, positive, mask), positive, mask
+
+
+def micro_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """AP of all known bits ranked together (``probs``/``targets``/``mask`` ``(rows, nodes)``)."""
+    keys, _, known = _keys(probs, targets, mask)
+    ranked = keys[known]
+    return grouped_micro_ap(ranked, [(0, ranked.size)])[1][0]
+
+
+def node_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``(nodes,)`` AP per node over its known samples; NaN where undefined (see module doc)."""
+    keys, positive, known = _keys(probs, targets, mask)
+    num_pos, num_known = positive.sum(axis=0), known.sum(axis=0)
+    col, n, tp, _ = rank_in_columns(transpose_blocked(keys), transpose_blocked(known), num_known, num_pos)
+    return node_ap_from_ranks(col, n, tp, num_pos, num_known)
+
+
+def macro_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean per-node AP over nodes with >= 1 known positive and >= 1 known negative."""
+    ap = node_average_precision(probs, targets, mask)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+
+
+def sample_average_precision(
+    probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None,
+    depth: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(rows, max_depth)`` per-sample AP over known nodes of depth <= d; see the module doc.
 
     ``depth=None`` ranks all nodes together and returns ``(rows, 1)``. NaN where the sample has
     no known positive of depth <= d.
     """
-    rows, nodes = codes.shape
+    keys, positive, known = _keys(probs, targets, mask)
+    rows, nodes = keys.shape
     if depth is None:
-        row, n, tp = rank_positives_in_rows(codes, positive, known)
-        num = np.bincount(row, minlength=rows)
-        total = np.bincount(row, weights=tp / n, minlength=rows)
-        return np.where(num > 0, total / np.maximum(num, 1), np.nan)[:, None]
+        row, n, tp = rank_in_rows(keys, known.sum(axis=1))
+        return mean_per_segment(row, tp / n, np.bincount(row, minlength=rows))[:, None]
     depth = np.asarray(depth, dtype=np.int64)
     if depth.shape != (nodes,) or (depth < 1).any():
         raise ValueError(f"depth must be ({nodes},) positive integers, got shape {depth.shape}")
-    max_depth = int(depth.max())
-    level_bits = max(1, int(max_depth - 1).bit_length())
-    # Positives sorted by (row, code) with their level in the lowest bits.
-    row, col = np.nonzero(positive)
-    keys = np.sort(
-        (((row.astype(np.int64) << CODE_BITS) + codes[row, col]) << level_bits) + (depth[col] - 1)
-    )
-    level = keys & ((1 << level_bits) - 1)
-    keys >>= level_bits
-    row, code = keys >> CODE_BITS, (keys & _CODE_MASK).astype(np.int32)
-    # n(>= s) per level: the positives are ranked inside each level's row block.
-    known_codes = np.where(known, codes, 0)
-    n_by_level = np.zeros((keys.size, max_depth), dtype=np.int64)
-    for d in range(max_depth):  # a handful of levels, each vectorised over all samples
-        cols = np.flatnonzero(depth == d + 1)
-        if cols.size:
-            n_by_level[:, d] = count_items_at_least(known_codes[:, cols], code, row)
-    # tp(>= s) per level: positives of the same row from the first of s's ties on.
-    onehot = np.zeros((keys.size + 1, max_depth), dtype=np.int64)
-    onehot[np.arange(keys.size), level] = 1
-    suffix = np.cumsum(onehot[::-1], axis=0)[::-1]  # suffix[i] = sum over k >= i
-    new_tie = np.ones(keys.size, dtype=bool)
-    new_tie[1:] = keys[1:] != keys[:-1]
-    first_tie = np.maximum.accumulate(np.where(new_tie, np.arange(keys.size), 0))
-    row_end = np.cumsum(np.bincount(row, minlength=rows))[row]
-    tp = np.cumsum(suffix[first_tie] - suffix[row_end], axis=1)
-    n = np.cumsum(n_by_level, axis=1)
-    counted = level[:, None] <= np.arange(max_depth)[None, :]  # (positives, depth)
-    precision = np.where(counted, tp / np.maximum(n, 1), 0.0)
-    out = np.full((rows, max_depth), np.nan)
-    for d in range(max_depth):
-        num = np.bincount(row, weights=counted[:, d], minlength=rows)
-        total = np.bincount(row, weights=precision[:, d], minlength=rows)
-        out[:, d] = np.where(num > 0, total / np.maximum(num, 1), np.nan)
-    return out
+    return sample_ap_by_depth_from_keys(keys, positive, known, depth)
 
 
 def thresholded_ap_from_counts(tp: np.ndarray, fp: np.ndarray, num_pos: np.ndarray,
@@ -139,34 +114,6 @@ def thresholded_ap_from_counts(tp: np.ndarray, fp: np.ndarray, num_pos: np.ndarr
         first = np.where(tp + fp > 0, (tp / num_pos) * tp / np.maximum(tp + fp, 1), 0.0)
         second = ((num_pos - tp) / num_pos) * num_pos / (num_pos + num_neg)
         return np.where(num_pos > 0, first + second, np.nan)
-
-
-# ------------------------------------------------------------------------------- public API
-def micro_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """AP of all known bits ranked together (``probs``/``targets``/``mask`` ``(rows, nodes)``)."""
-    probs, targets, mask = check_metric_inputs(probs, targets, mask)
-    return micro_ap_from_codes(score_codes(probs), targets & mask, mask)
-
-
-def node_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """``(nodes,)`` AP per node over its known samples; NaN where undefined (see module doc)."""
-    probs, targets, mask = check_metric_inputs(probs, targets, mask)
-    return node_ap_from_codes(score_codes(probs), targets & mask, mask)
-
-
-def macro_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean per-node AP over nodes with >= 1 known positive and >= 1 known negative."""
-    ap = node_average_precision(probs, targets, mask)
-    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
-
-
-def sample_average_precision(
-    probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None,
-    depth: np.ndarray | None = None,
-) -> np.ndarray:
-    """``(rows, max_depth)`` per-sample AP over known nodes of depth <= d; see the module doc."""
-    probs, targets, mask = check_metric_inputs(probs, targets, mask)
-    return sample_ap_from_codes(score_codes(probs), targets & mask, mask, depth)
 
 
 def hml_average_precision(

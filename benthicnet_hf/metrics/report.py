@@ -30,20 +30,26 @@ dataset level.
 from __future__ import annotations
 
 import math
+import time
 from typing import Mapping
 
 import numpy as np
 
 from ..hierarchy import Hierarchy
-from .average_precision import (
-    grouped_micro_ap_from_codes,
-    node_ap_from_codes,
-    sample_ap_from_codes,
-    thresholded_ap_from_counts,
+from .average_precision import node_ap_from_ranks, thresholded_ap_from_counts
+from .counts import GroupLayout, bit_states, confusion_counts_by_group
+from .f1 import _ratio, _scores_from_counts
+from .inputs import check_metric_inputs, ranking_keys, transpose_blocked
+from .ranking import (
+    ap_by_depth,
+    counts_at_positives_by_group,
+    grouped_micro_ap,
+    mean_per_segment,
+    rank_in_columns,
+    rank_in_rows,
+    sorted_positives,
 )
-from .f1 import _ratio, _scores_from_counts, confusion_counts
-from .inputs import check_metric_inputs, score_codes
-from .single_label import accuracy, is_one_hot, singular_f1
+from .single_label import accuracy, singular_f1_from_counts
 
 HEADLINE = (
     "ap_micro", "ap_macro", "ap_micro_thresholded", "ap_macro_thresholded", "hml_ap",
@@ -57,9 +63,22 @@ def _nanmean(x: np.ndarray) -> float:
     return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
 
 
+class _Stopwatch:
+    """Process CPU seconds per stage into ``timings`` (no-op when None)."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings, self.last = timings, time.process_time()
+
+    def lap(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.process_time()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+            self.last = now
+
+
 def compute_metrics(
     probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None, hierarchy: Hierarchy,
-    threshold: float = 0.5,
+    threshold: float = 0.5, timings: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Every metric, per head and overall, as ``{"scope/metric": float}`` (see module doc).
 
@@ -68,57 +87,77 @@ def compute_metrics(
         targets: ``(rows, num_nodes)`` {0, 1}.
         mask: ``(rows, num_nodes)`` {0, 1}, 1 = known; None = all known.
         threshold: decision threshold for the thresholded metrics.
+        timings: if given, filled with process CPU seconds per metric family.
     """
+    clock = _Stopwatch(timings)
     probs, targets, mask = check_metric_inputs(probs, targets, mask)
     if probs.shape[1] != hierarchy.num_nodes:
         raise ValueError(
             f"probs has {probs.shape[1]} columns but the hierarchy has {hierarchy.num_nodes} nodes "
             f"(heads {hierarchy.head_names})"
         )
-    codes = score_codes(probs)
-    positive = targets & mask
-    pred = probs >= threshold
-    depth = hierarchy.depth
+    rows = probs.shape[0]
+    depth = np.asarray(hierarchy.depth, dtype=np.int64)
     slices = [hierarchy.head_slice(i) for i in range(len(hierarchy.heads))]
-    out: dict[str, float] = {}
+    positive = targets & mask
+    keys = ranking_keys(probs, positive, mask)
+    state_t = transpose_blocked(bit_states(probs >= threshold, positive, mask))
+    clock.lap("inputs")
 
-    # Ranking metrics on the probabilities.
-    micro_all, micro_heads = grouped_micro_ap_from_codes(codes, positive, mask, slices)
-    node_ap = node_ap_from_codes(codes, positive, mask)
-    overall_sample_ap = sample_ap_from_codes(codes, positive, mask)[:, 0]
-    tp, fp, fn, tn = confusion_counts(pred, targets, mask, axis=0)
-    node_thr_ap = np.where(tn + fp > 0, thresholded_ap_from_counts(tp, fp, tp + fn, tn + fp), np.nan)
+    # Thresholded counts: per node, and per (row, head, depth) group.
+    layout = GroupLayout.of(hierarchy)
+    cc = confusion_counts_by_group(state_t, layout)
+    tp, fp, num_pos, num_known = cc.node_tp, cc.node_fp, cc.node_pos, cc.node_known
+    fn, num_neg = num_pos - tp, num_known - num_pos
+    g_tp, g_fp, g_pos, g_known = cc.group_tp, cc.group_fp, cc.group_pos, cc.group_known
+    node_thr_ap = np.where(num_neg > 0, thresholded_ap_from_counts(tp, fp, num_pos, num_neg), np.nan)
+    clock.lap("threshold_counts")
+
+    # Ranking metrics: per node and micro (one sort per column, one per head).
+    keys_t = transpose_blocked(keys)
+    col, n, tp_rank, ranked = rank_in_columns(keys_t, (state_t & 1).view(bool), num_known, num_pos)
+    del keys_t
+    node_ap = node_ap_from_ranks(col, n, tp_rank, num_pos, num_known)
+    clock.lap("node_ap")
+    ends = np.cumsum(num_known)
+    bounds = [(int(ends[s.start] - num_known[s.start]), int(ends[s.stop - 1])) for s in slices]
+    micro_all, micro_heads = grouped_micro_ap(ranked, bounds)
+    del ranked
+    clock.lap("micro_ap")
+
+    # Per-sample AP: every node of the row, then each head by depth.
+    row, n, tp_rank = rank_in_rows(keys, g_known.sum(axis=0))
+    overall_sample_ap = mean_per_segment(row, tp_rank / n, np.bincount(row, minlength=rows))
+    clock.lap("sample_ap_overall")
+    head_sample_ap = []
+    p_head, p_row, p_col, p_key = sorted_positives(keys, positive, np.asarray(hierarchy.head_of_node))
+    p_bounds = np.searchsorted(p_head, np.arange(len(slices) + 1))
+    for h, s in enumerate(slices):
+        groups = np.flatnonzero(layout.head == h)
+        level_cols = [layout.cols(g) - s.start for g in groups]
+        at = slice(p_bounds[h], p_bounds[h + 1])
+        counts = counts_at_positives_by_group(keys[:, s], level_cols, g_known[groups], p_row[at], p_key[at])
+        head_sample_ap.append(ap_by_depth(counts, p_row[at], p_key[at], depth[p_col[at]] - 1, rows))
+    clock.lap("sample_ap_by_depth")
+
+    out: dict[str, float] = {}
 
     def ranking(scope: str, cols: slice, micro: float, sample_ap: np.ndarray) -> None:
         out[f"{scope}/ap_micro"] = micro
         out[f"{scope}/ap_macro"] = _nanmean(node_ap[cols])
         out[f"{scope}/ap_macro_nodes"] = float(np.isfinite(node_ap[cols]).sum())
         out[f"{scope}/ap_micro_thresholded"] = float(thresholded_ap_from_counts(
-            tp[cols].sum(), fp[cols].sum(), (tp + fn)[cols].sum(), (tn + fp)[cols].sum()))
+            tp[cols].sum(), fp[cols].sum(), num_pos[cols].sum(), num_neg[cols].sum()))
         out[f"{scope}/ap_macro_thresholded"] = _nanmean(node_thr_ap[cols])
-        out[f"{scope}/hml_ap"] = _nanmean(sample_ap[:, -1])
-
-    # Thresholded metrics: counts per node (columns) and per (row, head, depth) group, once.
-    head_of = hierarchy.head_of_node
-    group_id = head_of * (int(depth.max()) + 1) + depth  # (nodes,) one group per (head, depth)
-    groups, group_of_node = np.unique(group_id, return_inverse=True)
-    order = np.argsort(group_of_node, kind="stable")
-    starts = np.searchsorted(group_of_node[order], np.arange(groups.size))
-
-    def per_group(values: np.ndarray) -> np.ndarray:  # (rows, groups) row sums per group
-        return np.add.reduceat(values[:, order], starts, axis=1, dtype=np.int32)
-
-    g_tp, g_fp = per_group(pred & positive), per_group(pred & ~targets & mask)
-    g_pos, g_known = per_group(positive), per_group(mask)
-    g_head, g_depth = groups // (int(depth.max()) + 1), groups % (int(depth.max()) + 1)
+        out[f"{scope}/hml_ap"] = _nanmean(sample_ap)
 
     def thresholded(scope: str, cols: slice, in_scope: np.ndarray) -> None:
-        known = g_known[:, in_scope].sum(axis=1)
+        known = g_known[in_scope].sum(axis=0)
         out[f"{scope}/num_samples"] = float((known > 0).sum())
         for key, value in _scores_from_counts(tp[cols], fp[cols], fn[cols]).items():
             out[f"{scope}/{key}"] = value
-        r_tp, r_fp = g_tp[:, in_scope].sum(axis=1), g_fp[:, in_scope].sum(axis=1)
-        r_fn = g_pos[:, in_scope].sum(axis=1) - r_tp
+        r_tp, r_fp = g_tp[in_scope].sum(axis=0), g_fp[in_scope].sum(axis=0)
+        r_fn = g_pos[in_scope].sum(axis=0) - r_tp
         r_tn = known - r_tp - r_fp - r_fn
         f1_pos = _ratio(2 * r_tp, 2 * r_tp + r_fp + r_fn, empty=1.0)
         f1_neg = _ratio(2 * r_tn, 2 * r_tn + r_fn + r_fp, empty=1.0)
@@ -127,28 +166,32 @@ def compute_metrics(
         out[f"{scope}/exact_match"] = _nanmean(np.where(known > 0, wrong == 0, np.nan))
         depth_cols = depth[cols]
         for d in range(1, int(depth_cols.max()) + 1):
-            sel = in_scope & (g_depth == d)
-            k_d = g_known[:, sel].sum(axis=1)
-            w_d = (g_fp[:, sel] + g_pos[:, sel] - g_tp[:, sel]).sum(axis=1)
+            sel = in_scope & (layout.depth == d)
+            k_d = g_known[sel].sum(axis=0)
+            w_d = (g_fp[sel] + g_pos[sel] - g_tp[sel]).sum(axis=0)
             out[f"{scope}/exact_match@d{d}"] = _nanmean(np.where(k_d > 0, w_d == 0, np.nan))
             at = np.flatnonzero(depth_cols == d) + (cols.start or 0)
             if at.size:
                 for key, value in _scores_from_counts(tp[at], fp[at], fn[at]).items():
                     out[f"{scope}/level{d}/{key}"] = value
 
-    ranking("overall", slice(None), micro_all, overall_sample_ap[:, None])
-    thresholded("overall", slice(None), np.ones(groups.size, dtype=bool))
-    for head, cols, micro in zip(hierarchy.heads, slices, micro_heads):
+    ranking("overall", slice(None), micro_all, overall_sample_ap)
+    thresholded("overall", slice(None), np.ones(layout.head.size, dtype=bool))
+    for h, (head, cols, micro) in enumerate(zip(hierarchy.heads, slices, micro_heads)):
         name = head.name
-        sample_ap = sample_ap_from_codes(codes[:, cols], positive[:, cols], mask[:, cols], depth[cols])
-        ranking(name, cols, micro, sample_ap)
+        sample_ap = head_sample_ap[h]
+        ranking(name, cols, micro, sample_ap[:, -1])
         for d in range(sample_ap.shape[1]):
             out[f"{name}/hml_ap@d{d + 1}"] = _nanmean(sample_ap[:, d])
-        thresholded(name, cols, g_head == hierarchy.head_names.index(name))
-        for key, value in singular_f1(pred[:, cols], targets[:, cols], mask[:, cols], depth[cols]).items():
-            out[f"{name}/{key}"] = value
-        if is_one_hot(targets[:, cols], mask[:, cols]):
+        in_head = layout.head == h
+        thresholded(name, cols, in_head)
+        out.update({f"{name}/{k}": v for k, v in singular_f1_from_counts(
+            tp[cols], cc.node_fp_in_group_rows[cols], fn[cols], depth[cols]).items()})
+        head_pos, head_known = g_pos[in_head].sum(axis=0), g_known[in_head].sum(axis=0)
+        labelled = head_known > 0
+        if labelled.any() and (head_pos[labelled] == 1).all():  # one-hot head
             out[f"{name}/accuracy"] = accuracy(probs[:, cols], targets[:, cols], mask[:, cols])
+    clock.lap("assemble")
     return out
 
 

@@ -34,20 +34,34 @@ def singular_f1(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray,
     pred, targets, mask = (np.asarray(x, dtype=bool) for x in (pred, targets, mask))
     depth = np.ones(pred.shape[1], dtype=np.int64) if depth is None else np.asarray(depth)
     pos, predicted = targets & mask, pred & mask
+    tp = (pos & predicted).sum(axis=0)
+    fn = (pos & ~predicted).sum(axis=0)
+    fp = np.zeros(pred.shape[1], dtype=np.int64)
+    for d in np.unique(depth):  # depths, each vectorised over samples and nodes
+        at = depth == d
+        rows = pos[:, at].any(axis=1)  # only samples with a known target at depth d count
+        fp[at] = (predicted[rows][:, at] & ~pos[rows][:, at]).sum(axis=0)
+    return singular_f1_from_counts(tp, fp, fn, depth)
+
+
+def singular_f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray,
+                            depth: np.ndarray) -> dict[str, float]:
+    """Singular F1 from ``(nodes,)`` counts of one head (see module doc).
+
+    ``tp``/``fn`` count known targets (predicted / missed); ``fp`` counts known predicted
+    non-targets only in samples with a known target at the node's depth.
+    """
+    tp, fp, fn, depth = (np.asarray(x) for x in (tp, fp, fn, depth))
     out: dict[str, float] = {}
     weighted, total = 0.0, 0
-    for d in range(1, int(depth.max()) + 1):  # depths, each vectorised over samples and nodes
+    for d in range(1, int(depth.max()) + 1):  # a handful of depths, each vectorised over nodes
         at = depth == d
-        rows = pos[:, at].any(axis=1)
-        t, p = pos[rows][:, at], predicted[rows][:, at]
-        tp = (t & p).sum(axis=0)
-        fn = (t & ~p).sum(axis=0)
-        fp = (p & ~t).sum(axis=0)
-        seen = (tp + fn + fp) > 0
+        t_p, f_p, f_n = tp[at], fp[at], fn[at]
+        seen = (t_p + f_n + f_p) > 0
         if not seen.any():
             continue
-        f1 = np.where(seen, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)[seen].mean()
-        count = int((tp + fn).sum())
+        f1 = np.where(seen, 2 * t_p / np.maximum(2 * t_p + f_p + f_n, 1), 0.0)[seen].mean()
+        count = int((t_p + f_n).sum())
         out[f"singular_f1@d{d}"] = float(f1)
         weighted += f1 * count
         total += count
