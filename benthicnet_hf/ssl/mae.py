@@ -1,0 +1,161 @@
+"""MAE (He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners").
+
+A timm ``VisionTransformer`` encodes a random 25% of the patches (mask ratio 0.75); a light
+transformer decoder (512 wide, 8 blocks) sees the encoded patches plus a shared mask token at
+every masked position and predicts their pixels. Loss: mean squared error on the **masked
+patches only**, against per-patch normalised pixels ``(x - mean_patch) / sqrt(var_patch + 1e-6)``
+(``var`` unbiased, as the reference code's ``Tensor.var``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from .encoder import build_timm_encoder, is_vision_transformer
+
+__all__ = ["patchify", "mae_target", "mae_loss", "random_patch_mask", "MAE"]
+
+
+def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``(batch, C, H, W) -> (batch, L, patch_size**2 * C)``, patches row-major, pixels (p, q, c)."""
+    b, c, h, w = images.shape
+    if h % patch_size or w % patch_size:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {patch_size}")
+    gh, gw = h // patch_size, w // patch_size
+    x = images.reshape(b, c, gh, patch_size, gw, patch_size)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, gh * gw, patch_size * patch_size * c)
+
+
+def mae_target(images: torch.Tensor, patch_size: int, norm_pix: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """Reconstruction target ``(batch, L, patch_size**2 * C)``: per-patch normalised pixels."""
+    target = patchify(images, patch_size)
+    if norm_pix:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + eps).sqrt()
+    return target
+
+
+def mae_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE averaged over pixels of each patch, then over masked patches.
+
+    Args:
+        pred, target: ``(batch, L, patch_dim)``.
+        mask: ``(batch, L)``, 1 = masked (the patches the loss is computed on).
+
+    Returns:
+        scalar ``Σ_{b,l} mask_bl · mean_d (pred - target)²_bld / Σ mask``.
+    """
+    if pred.shape != target.shape or mask.shape != pred.shape[:2]:
+        raise ValueError(f"expected pred/target (B, L, D) and mask (B, L), got {tuple(pred.shape)}, "
+                         f"{tuple(target.shape)}, {tuple(mask.shape)}")
+    dtype = torch.promote_types(pred.dtype, torch.float32)  # bf16 predictions: compute in float32
+    per_patch = (pred.to(dtype) - target.to(dtype)).pow(2).mean(dim=-1)
+    mask = mask.to(per_patch.dtype)
+    return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def random_patch_mask(batch: int, num_patches: int, mask_ratio: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample random masking by argsort of uniform noise.
+
+    Returns:
+        ``ids_keep (batch, n_keep)``, ``ids_restore (batch, L)`` and ``mask (batch, L)`` (1 = masked),
+        with ``n_keep = int(L * (1 - mask_ratio))``.
+    """
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    n_keep = int(num_patches * (1.0 - mask_ratio))
+    noise = torch.rand(batch, num_patches, device=device)
+    ids_shuffle = noise.argsort(dim=1)
+    ids_restore = ids_shuffle.argsort(dim=1)
+    mask = torch.ones(batch, num_patches, device=device)
+    mask[:, :n_keep] = 0
+    mask = mask.gather(1, ids_restore)
+    return ids_shuffle[:, :n_keep], ids_restore, mask
+
+
+class MAE(nn.Module):
+    """Masked autoencoder around a timm ViT; ``forward(images) -> loss``.
+
+    Args:
+        encoder_name: timm ViT name (``vit_base_patch16_224``; tests ``test_vit``).
+        mask_ratio: fraction of patches hidden from the encoder (0.75).
+        decoder_dim, decoder_depth, decoder_heads: light decoder (512, 8, 16).
+        norm_pix_loss: normalise the target per patch (True, as the paper's best setting).
+    """
+
+    default_optimizer = {"name": "adamw", "lr": 1.5e-4, "weight_decay": 0.05, "betas": (0.9, 0.95)}
+
+    def __init__(
+        self,
+        encoder_name: str = "vit_base_patch16_224",
+        *,
+        image_size: Optional[int] = None,
+        mask_ratio: float = 0.75,
+        decoder_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_heads: int = 16,
+        norm_pix_loss: bool = True,
+        encoder_kwargs: Optional[dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = build_timm_encoder(encoder_name, image_size, **(encoder_kwargs or {}))
+        if not is_vision_transformer(self.encoder):
+            raise ValueError(f"MAE needs a timm VisionTransformer encoder, {encoder_name!r} is "
+                             f"{type(self.encoder).__name__}")
+        self.patch_size = int(self.encoder.patch_embed.patch_size[0])
+        self.mask_ratio = mask_ratio
+        self.norm_pix_loss = norm_pix_loss
+        dim = self.encoder.embed_dim
+        self.decoder_embed = nn.Linear(dim, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.decoder_blocks = nn.Sequential(*[Block(decoder_dim, decoder_heads, mlp_ratio=4.0, qkv_bias=True)
+                                              for _ in range(decoder_depth)])
+        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        self.decoder_pred = nn.Linear(decoder_dim, self.patch_size ** 2 * 3)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def _encode_visible(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Encoder on visible patches: ``(batch, prefix + n_keep, dim)``, ids_restore, mask, grid."""
+        vit = self.encoder
+        x = vit.patch_embed(images)
+        grid = tuple(x.shape[1:3]) if x.ndim == 4 else vit.patch_embed.grid_size
+        x = vit._pos_embed(x)  # adds position embeddings and prefix (class) tokens
+        n_prefix = vit.num_prefix_tokens
+        prefix, patches = x[:, :n_prefix], x[:, n_prefix:]
+        b, n, d = patches.shape
+        ids_keep, ids_restore, mask = random_patch_mask(b, n, self.mask_ratio, images.device)
+        patches = patches.gather(1, ids_keep.unsqueeze(-1).expand(-1, -1, d))
+        x = vit.norm_pre(torch.cat([prefix, patches], dim=1))
+        x = vit.norm(vit.blocks(x))
+        return x, ids_restore, mask, (int(grid[0]), int(grid[1]))
+
+    def _decode(self, x: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Decoder: ``(batch, prefix + n_keep, dim) -> (batch, L, patch_dim)``."""
+        n_prefix = self.encoder.num_prefix_tokens
+        x = self.decoder_embed(x)
+        prefix, visible = x[:, :n_prefix], x[:, n_prefix:]
+        b, n_total = ids_restore.shape
+        masks = self.mask_token.to(x.dtype).expand(b, n_total - visible.shape[1], -1)
+        full = torch.cat([visible, masks], dim=1)
+        full = full.gather(1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        pos = build_sincos2d_pos_embed(list(grid), dim=x.shape[-1], device=x.device, dtype=x.dtype)
+        x = torch.cat([prefix, full + pos.unsqueeze(0)], dim=1)
+        x = self.decoder_norm(self.decoder_blocks(x))
+        return self.decoder_pred(x[:, n_prefix:])
+
+    def forward_with_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``images (batch, 3, H, W)`` -> ``{"loss", "pred" (B, L, D), "target" (B, L, D), "mask" (B, L)}``."""
+        latent, ids_restore, mask, grid = self._encode_visible(images)
+        pred = self._decode(latent, ids_restore, grid)
+        target = mae_target(images.float(), self.patch_size, self.norm_pix_loss)
+        return {"loss": mae_loss(pred, target, mask), "pred": pred, "target": target, "mask": mask}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(batch, 3, H, W)`` -> scalar loss."""
+        return self.forward_with_outputs(images)["loss"]

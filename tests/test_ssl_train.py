@@ -1,0 +1,199 @@
+"""Pre-training end to end: loss goes down, exact resume, encoder export, data sources, 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from benthicnet_hf.ssl import SINGLE_VIEW_METHODS, build_ssl_method
+from benthicnet_hf.ssl.augment import SingleViewTransform, TwoViewTransform
+from benthicnet_hf.ssl.checkpointing import latest_checkpoint
+from benthicnet_hf.ssl.optim import build_optimizer
+from benthicnet_hf.ssl.trainer import config_from_args, run_pretraining
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {
+    "simsiam": dict(proj_hidden_dim=32, proj_dim=32, pred_hidden_dim=8),
+    "byol": dict(proj_hidden_dim=32, proj_dim=16),
+    "barlow_twins": dict(proj_hidden_dim=32, proj_dim=32),
+    "mocov3": dict(proj_hidden_dim=32, proj_dim=16),
+    "mae": dict(decoder_dim=32, decoder_depth=1, decoder_heads=2),
+}
+ENCODER = {"simsiam": "test_resnet", "byol": "test_resnet", "barlow_twins": "test_resnet",
+           "mocov3": "test_vit", "mae": "test_vit"}
+
+
+def _write_images(folder: Path, n: int, size: int = 40, seed: int = 0) -> Path:
+    """Smooth random colour fields (a bit like seafloor texture), some in a sub-folder."""
+    rng = np.random.default_rng(seed)
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        low = rng.random((5, 5, 3))
+        img = np.kron(low, np.ones((size // 5, size // 5, 1))) * 200 + rng.random((size, size, 3)) * 55
+        Image.fromarray(img.astype(np.uint8)).save(folder / ("sub" if i % 3 == 0 else "") / f"img_{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory) -> Path:
+    return _write_images(tmp_path_factory.mktemp("unlabelled"), 12)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state_one_thread():
+    """Each run builds its own Accelerator; one intra-op thread (tiny models: threads only spin)."""
+    from accelerate.state import AcceleratorState
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("method", sorted(SMALL))
+def test_a_few_steps_reduce_the_loss(method, image_dir):
+    torch.manual_seed(0)
+    model = build_ssl_method(method, ENCODER[method], image_size=32, **SMALL[method])
+    files = sorted(image_dir.rglob("*.png"))[:8]
+    images = [Image.open(f).convert("RGB") for f in files]
+    if method in SINGLE_VIEW_METHODS:
+        batch = (torch.stack([SingleViewTransform(32)(im) for im in images]),)
+    else:
+        views = [TwoViewTransform(32)(im) for im in images]
+        batch = tuple(torch.stack(v) for v in zip(*views))
+    opt = build_optimizer(model, "adamw", 2e-3, 0.0)
+    losses = []
+    for step in range(8):
+        torch.manual_seed(123)  # same MAE mask every step: compare like with like
+        loss = model(*batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if hasattr(model, "update_momentum"):
+            model.update_momentum(step, 8)
+        losses.append(loss.item())
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0], losses
+
+
+def _args(data, out, method="byol", extra=()):
+    kw = [f"--method_kwarg={k}={v}" for k, v in SMALL[method].items()]
+    return ["--train_data", str(data), "--output_dir", str(out), "--method", method, "--encoder", ENCODER[method],
+            "--image_size", "32", "--batch_size", "4", "--num_workers", "0", "--logging_steps", "1", *kw, *extra]
+
+
+@pytest.mark.parametrize("method", ["byol", "mae"])
+def test_exact_resume_and_encoder_export(method, image_dir, tmp_path):
+    # 12 images / batch 4 = 3 steps per epoch: the resumed part crosses an epoch boundary.
+    full = tmp_path / "full"
+    run_pretraining(config_from_args(_args(image_dir, full, method, ["--max_steps", "5", "--checkpointing_steps", "2"])))
+    assert latest_checkpoint(full).name == "step_4"
+    (full / "checkpoints" / ".tmp-step_9").mkdir()  # a save killed half-way is never picked up
+    assert latest_checkpoint(full).name == "step_4"
+
+    resumed = tmp_path / "resumed"
+    run_pretraining(config_from_args(_args(image_dir, resumed, method, [
+        "--max_steps", "5", "--resume_from_checkpoint", str(full / "checkpoints" / "step_2")])))
+    a, b = load_file(full / "encoder.safetensors"), load_file(resumed / "encoder.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+    # the export is the plain timm encoder: strict load, timm keys, same outputs
+    cfg = json.loads((full / "encoder_config.json").read_text())
+    assert cfg["architecture"] == ENCODER[method] and cfg["method"] == method and cfg["image_size"] == 32
+    fresh = timm.create_model(cfg["architecture"], pretrained=False, num_classes=0, **cfg["model_args"])
+    assert set(a) == set(fresh.state_dict())
+    fresh.load_state_dict(a, strict=True)
+    assert not torch.equal(a[next(iter(a))], timm.create_model(cfg["architecture"], num_classes=0,
+                                                               **cfg["model_args"]).state_dict()[next(iter(a))])
+
+
+def test_resume_latest_with_nothing_saved_starts_fresh(image_dir, tmp_path):
+    out = tmp_path / "o"
+    run_pretraining(config_from_args(_args(image_dir, out, "simsiam",
+                                           ["--max_steps", "1", "--resume_from_checkpoint", "latest"])))
+    assert (out / "encoder.safetensors").is_file()
+
+
+def test_saved_dataset_and_streaming_parquet_sources(image_dir, tmp_path):
+    import datasets
+
+    files = sorted(str(p) for p in image_dir.rglob("*.png"))
+    ds = datasets.Dataset.from_dict({"image": files}).cast_column("image", datasets.Image())
+    ds.save_to_disk(str(tmp_path / "saved"))
+    run_pretraining(config_from_args(_args(tmp_path / "saved", tmp_path / "o1", "barlow_twins", ["--max_steps", "1"])))
+    (tmp_path / "shards").mkdir()
+    ds.select(range(6)).to_parquet(str(tmp_path / "shards" / "part-0.parquet"))
+    ds.select(range(6, 12)).to_parquet(str(tmp_path / "shards" / "part-1.parquet"))
+    run_pretraining(config_from_args(_args(tmp_path / "shards", tmp_path / "o2", "barlow_twins",
+                                           ["--max_steps", "4", "--streaming"])))
+    for o in ("o1", "o2"):
+        assert (tmp_path / o / "encoder.safetensors").is_file()
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown SSL method"):
+        build_ssl_method("simclr", "test_resnet")
+    with pytest.raises(ValueError, match="does not take"):
+        build_ssl_method("mae", "test_vit", proj_dim=3)
+    with pytest.raises(ValueError, match="no images"):
+        run_pretraining(config_from_args(_args(tmp_path, tmp_path / "o", "byol", ["--max_steps", "1"])))
+    with pytest.raises(ValueError, match="crop scale"):
+        TwoViewTransform(32, scale=(0.0, 1.0))
+
+
+def test_two_process_cpu_run(image_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    cmd = launcher + [str(REPO / "train_scripts" / "pretrain.py"),
+                      *_args(image_dir, out, "barlow_twins", ["--max_steps", "2", "--checkpointing_steps", "2"])]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = json.loads((out / "encoder_config.json").read_text())
+    assert cfg["global_batch_size"] == 8  # world size 2, not two independent world-size-1 copies
+    assert (out / "checkpoints" / "step_2" / "trainer_state_1.json").is_file()
+
+
+def test_push_to_hub_uploads_a_timm_loadable_encoder(image_dir, tmp_path, monkeypatch):
+    import benthicnet_hf.hub as hub
+
+    pushed = {}
+
+    def fake_push(folder, repo_id, **kwargs):  # stands in for the network call
+        pushed["repo_id"] = repo_id
+        pushed["files"] = sorted(p.name for p in Path(folder).iterdir())
+        model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+        pushed["state"] = {k: v.clone() for k, v in model.state_dict().items()}
+        pushed["card"] = (Path(folder) / "README.md").read_text()
+        return "https://huggingface.co/fake/commit"
+
+    monkeypatch.setattr(hub, "push_folder_to_hub", fake_push)
+    out = tmp_path / "p"
+    run_pretraining(config_from_args(_args(image_dir, out, "simsiam", [
+        "--max_steps", "1", "--push_to_hub", "--hub_model_id", "org/bt-test"])))
+    assert pushed["repo_id"] == "org/bt-test"
+    assert pushed["files"] == ["README.md", "config.json", "encoder_config.json", "model.safetensors"]
+    exported = load_file(out / "encoder.safetensors")
+    assert pushed["state"].keys() == exported.keys()
+    assert all(torch.equal(pushed["state"][k], exported[k]) for k in exported)
+    assert "simsiam" in pushed["card"]
+
+
+def test_push_to_hub_needs_a_model_id(image_dir, tmp_path):
+    with pytest.raises(ValueError, match="hub_model_id"):
+        run_pretraining(config_from_args(_args(image_dir, tmp_path / "o", "simsiam", ["--max_steps", "1", "--push_to_hub"])))

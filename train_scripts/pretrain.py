@@ -1,0 +1,26 @@
+"""Self-supervised pre-training of a timm encoder on unlabelled seafloor images.
+
+    accelerate launch train_scripts/pretrain.py --train_data demo/images --method barlow_twins \
+        --encoder resnet50 --image_size 224 --batch_size 64 --epochs 100 --mixed_precision bf16 \
+        --output_dir runs/bt_rn50 --checkpointing_steps 1000
+
+Writes ``encoder.safetensors`` (timm keys) + ``encoder_config.json`` in ``--output_dir``.
+The loop lives in ``benthicnet_hf.ssl.trainer``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from benthicnet_hf.ssl.trainer import config_from_args, run_pretraining
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path = run_pretraining(config_from_args(argv))
+    print(f"encoder written to {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
