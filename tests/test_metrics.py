@@ -237,3 +237,60 @@ def test_evaluate_module_loads_offline(hierarchy, monkeypatch, tmp_path):
     got = metric.compute(predictions=probs, references=targets, mask=mask, hierarchy=hierarchy)
     known = mask.astype(bool)
     assert got["overall/ap_micro"] == pytest.approx(average_precision_score(targets[known], probs[known]))
+
+
+def _sklearn_sample_ap(probs, targets, known, cols_mask):
+    """Mean over rows (with a known positive in ``cols_mask``) of sklearn's AP on that row."""
+    per_row = []
+    for r in range(probs.shape[0]):
+        cols = known[r] & cols_mask
+        if targets[r, cols].any():
+            per_row.append(average_precision_score(targets[r, cols], probs[r, cols]))
+    return float(np.mean(per_row))
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 13])
+def test_compute_metrics_rankings_equal_sklearn_for_any_chunking(hierarchy, chunk_rows):
+    probs, targets, mask = _data(hierarchy, rows=150, seed=11)
+    probs[5, :4] = -0.0  # -0.0 must tie with +0.0
+    probs[6, :4] = 0.0
+    out = compute_metrics(probs, targets, mask, hierarchy, chunk_rows=chunk_rows)
+    known = mask.astype(bool)
+    everything = np.ones(hierarchy.num_nodes, dtype=bool)
+    assert out["overall/hml_ap"] == pytest.approx(_sklearn_sample_ap(probs, targets, known, everything), abs=1e-12)
+    depth, head_of = hierarchy.depth, hierarchy.head_of_node
+    for h, name in enumerate(hierarchy.head_names):
+        in_head = head_of == h
+        for d in range(1, int(depth[in_head].max()) + 1):
+            ref = _sklearn_sample_ap(probs, targets, known, in_head & (depth <= d))
+            assert out[f"{name}/hml_ap@d{d}"] == pytest.approx(ref, abs=1e-12)
+        assert out[f"{name}/hml_ap"] == pytest.approx(_sklearn_sample_ap(probs, targets, known, in_head), abs=1e-12)
+        node_ref = [average_precision_score(targets[known[:, j], j], probs[known[:, j], j])
+                    for j in np.flatnonzero(in_head) if 0 < targets[known[:, j], j].sum() < known[:, j].sum()]
+        assert out[f"{name}/ap_macro"] == pytest.approx(np.mean(node_ref), abs=1e-12)
+    assert out["overall/ap_micro"] == pytest.approx(average_precision_score(targets[known], probs[known]), abs=1e-12)
+
+
+def test_compute_metrics_float64_scores_rank_globally_across_chunks(hierarchy):
+    probs, targets, mask = _data(hierarchy, rows=120, seed=12)
+    probs64 = np.clip(probs.astype(np.float64) + np.random.default_rng(1).random(probs.shape) * 1e-12, 0, 1)
+    known = mask.astype(bool)
+    out = compute_metrics(probs64, targets, mask, hierarchy, chunk_rows=10)
+    assert out["overall/ap_micro"] == pytest.approx(average_precision_score(targets[known], probs64[known]), abs=1e-12)
+    s = hierarchy.head_slice("substrate")
+    k, t, p = known[:, s], targets[:, s], probs64[:, s]
+    assert out["substrate/ap_micro"] == pytest.approx(average_precision_score(t[k], p[k]), abs=1e-12)
+
+
+def test_singular_f1_and_accuracy_in_compute_metrics_follow_references(hierarchy):
+    probs, targets, mask = _data(hierarchy, rows=200, seed=13)
+    out = compute_metrics(probs, targets, mask, hierarchy, chunk_rows=17)
+    s = hierarchy.head_slice("substrate")
+    pred = probs[:, s] >= 0.5
+    ref = _singular_f1_reference(pred, targets[:, s], mask[:, s], hierarchy.depth[s])
+    assert out["substrate/singular_f1"] == pytest.approx(ref)
+    h = Hierarchy((Head.flat("substrate5", list("abcde")),))
+    y = np.random.default_rng(14).integers(0, 5, 90)
+    p5 = np.random.default_rng(15).random((90, 5)).astype(np.float32)
+    assert compute_metrics(p5, np.eye(5, dtype=np.uint8)[y], None, h, chunk_rows=8)["substrate5/accuracy"] == \
+        pytest.approx(accuracy_score(y, p5.argmax(1)))

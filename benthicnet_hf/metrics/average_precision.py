@@ -23,6 +23,7 @@ import numpy as np
 
 from .inputs import check_metric_inputs, ranking_keys, transpose_blocked
 from .ranking import (
+    ColumnKeys,
     ap_by_depth,
     counts_at_positives_by_group,
     grouped_micro_ap,
@@ -48,14 +49,15 @@ def sample_ap_by_depth_from_keys(
     rows, nodes = keys.shape
     max_depth = int(depth.max())
     level_cols = [np.flatnonzero(depth == d) for d in range(1, max_depth + 1)]
-    known_by_level = np.stack([known[:, c].sum(axis=1) for c in level_cols])
     _, row, col, key = sorted_positives(keys, positive, np.zeros(nodes, dtype=np.int64))
-    counts = counts_at_positives_by_group(keys, level_cols, known_by_level, row, key)
+    counts = counts_at_positives_by_group(keys, level_cols, row, key)
     return ap_by_depth(counts, row, key, depth[col] - 1, rows)
 
 
 # ------------------------------------------------------------------------------- public API
-def _keys(probs, targets, mask):
+def _keys(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked inputs as ``(keys int32, positive bool, known bool)``, all ``(rows, nodes)``."""
     probs, targets, mask = check_metric_inputs(probs, targets, mask)
     positive = targets & mask
     return ranking_keys(probs, positive, mask), positive, mask
@@ -72,7 +74,9 @@ def node_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndar
     """``(nodes,)`` AP per node over its known samples; NaN where undefined (see module doc)."""
     keys, positive, known = _keys(probs, targets, mask)
     num_pos, num_known = positive.sum(axis=0), known.sum(axis=0)
-    col, n, tp, _ = rank_in_columns(transpose_blocked(keys), transpose_blocked(known), num_known, num_pos)
+    column_keys = ColumnKeys(num_known)
+    column_keys.add(transpose_blocked(keys), transpose_blocked(known))
+    col, n, tp, _ = rank_in_columns(column_keys, num_pos)
     return node_ap_from_ranks(col, n, tp, num_pos, num_known)
 
 

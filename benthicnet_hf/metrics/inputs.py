@@ -69,32 +69,44 @@ def check_metric_inputs(
     return probs, targets, mask
 
 
+def has_float32_scores(probs: np.ndarray) -> bool:
+    """True when every score is exactly a float32 value (codes are then per-element bit patterns)."""
+    return probs.dtype == np.float32 or np.array_equal(probs.astype(np.float32), probs)
+
+
 def score_codes(probs: np.ndarray) -> np.ndarray:
     """``(rows, nodes)`` int32 codes in ``[1, 2**30]``, equal iff the scores are equal, same order.
 
     float32 scores (or float64 that are exactly float32 values) use their IEEE bit pattern + 1,
     monotone for non-negative floats (``-0.0`` joins ``+0.0``). Other float64 scores fall back to
-    dense ranks (one global sort, slower) so that ties and order stay exact.
+    dense ranks (one global sort, slower) so that ties and order stay exact; such codes are only
+    comparable within one call, so compute them once for all rows.
     """
-    p32 = probs.astype(np.float32, copy=False)
-    if probs.dtype != np.float32 and not np.array_equal(p32, probs):
+    if not has_float32_scores(probs):
         _, inverse = np.unique(probs, return_inverse=True)
         return (inverse.reshape(probs.shape) + 1).astype(np.int32)
-    codes = np.bitwise_and(p32.view(np.int32), 0x7FFFFFFF)  # drops the sign of -0.0
-    codes += 1
+    codes = np.bitwise_and(probs.astype(np.float32, copy=False).view(np.int32), 0x7FFFFFFF)
+    codes += 1  # the mask above dropped the sign of -0.0
     return codes
 
 
-def ranking_keys(probs: np.ndarray, positive: np.ndarray, known: np.ndarray) -> np.ndarray:
+def ranking_keys(probs: np.ndarray, positive: np.ndarray, known: np.ndarray,
+                 codes: np.ndarray | None = None) -> np.ndarray:
     """``(rows, nodes)`` int32 keys (see module doc) from probabilities and bool masks.
 
-    ``positive`` implies ``known``; both ``(rows, nodes)`` bool.
+    ``positive`` implies ``known``; both ``(rows, nodes)`` bool. ``codes`` (from
+    :func:`score_codes`, overwritten) replaces ``probs`` when given.
     """
-    codes = score_codes(probs)
-    keys = np.left_shift(codes, 1, out=codes)  # codes <= 2**30 + 1: no overflow
+    if codes is None and has_float32_scores(probs):
+        # 2 * (bit pattern + 1): the shift drops the sign bit of -0.0, no overflow below 1.0
+        keys = np.left_shift(probs.astype(np.float32, copy=False).view(np.int32), 1)
+        keys += 2
+    else:
+        codes = score_codes(probs) if codes is None else codes
+        keys = np.left_shift(codes, 1, out=codes)  # codes <= 2**30 + 1: no overflow
+    keys *= known  # arithmetic, not a masked copy (3x faster): unknown -> 0 -> UNKNOWN_KEY below
     keys += 1
     keys -= positive  # positives even, negatives odd
-    np.copyto(keys, UNKNOWN_KEY, where=~known)
     return keys
 
 

@@ -1,0 +1,274 @@
+"""Exact per-positive ranking counts on int32 keys: per row, per (row, depth group), per column, micro.
+
+Every AP here is ``(1 / P) * sum over known positives i of tp(>= s_i) / n(>= s_i)`` inside some
+ranking scope (a row, a row restricted to nodes of depth <= d, a column, a set of columns). The
+functions return, for each known positive, ``n`` (known items of its scope scored ``>=`` it) and
+``tp`` (known positives scored ``>=`` it); keys follow :func:`.inputs.ranking_keys` (positive
+``2c``, negative ``2c + 1``, unknown ``1``).
+
+Reading counts from sorted keys: in a sorted scope a positive sorts after every item scored lower
+and before the negatives it ties with; positives tied with it are contiguous. So with ``rank``
+its index among the scope's positives and ``first`` the rank of the first of its ties,
+``lower = position - (unknown items) - (rank - first)``, ``n = known - lower`` and
+``tp = positives - first``. Depth-restricted scopes insert the head's positives as *queries*
+(even keys, items made odd) into one sorted block per depth level: one merge per level instead
+of a binary search per positive; the items after a query are exactly those scored ``>=`` it.
+Micro AP sorts each head's known keys, then all of them (one pass over already sorted runs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .inputs import UNKNOWN_KEY, first_of_tie_runs
+
+
+def even_positions(flat: np.ndarray) -> np.ndarray:
+    """Positions of the even values (positives / queries) of a ``(n,)`` int32 key array."""
+    return np.flatnonzero((flat & 1) == 0)
+
+
+def _counts_in_sorted_segments(
+    at: np.ndarray, key: np.ndarray, seg: np.ndarray, first_item: np.ndarray,
+    num_known: np.ndarray, num_pos: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, tp)`` for positives found at flat positions ``at`` of sorted segments.
+
+    Args:
+        at, key, seg: ``(P,)`` position, key and segment of each positive, ordered by (seg, key).
+        first_item: ``(segments,)`` flat position of each segment's first known item.
+        num_known, num_pos: ``(segments,)`` known items and positives per segment.
+    """
+    start = np.cumsum(num_pos) - num_pos
+    rank = np.arange(at.size) - start[seg]
+    new_tie = np.ones(at.size, dtype=bool)
+    new_tie[1:] = (seg[1:] != seg[:-1]) | (key[1:] != key[:-1])
+    first = first_of_tie_runs(new_tie) - start[seg]
+    lower = at - first_item[seg] - (rank - first)
+    return num_known[seg] - lower, num_pos[seg] - first
+
+
+def mean_per_segment(seg: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``(segments,)`` mean of ``values`` per segment (``count`` items each); NaN where empty."""
+    total = np.bincount(seg, weights=values, minlength=count.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def rank_in_rows(keys: np.ndarray, num_known: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank every known positive inside its row (one int32 row sort).
+
+    Args:
+        keys: ``(rows, width)`` int32 keys.
+        num_known: ``(rows,)`` known items per row.
+
+    Returns:
+        ``(row, n, tp)``, each ``(P,)`` ordered by (row, score).
+    """
+    rows, width = keys.shape
+    ranked = np.sort(keys, axis=1).reshape(-1)
+    at = even_positions(ranked)
+    key = ranked[at]
+    del ranked
+    row = at // width
+    num_pos = np.bincount(row, minlength=rows)
+    first_item = np.arange(rows, dtype=np.int64) * width + (width - num_known)
+    n, tp = _counts_in_sorted_segments(at, key, row, first_item, np.asarray(num_known), num_pos)
+    return row, n, tp
+
+
+class ColumnKeys:
+    """Known keys gathered column after column from row chunks (input of :func:`rank_in_columns`).
+
+    Args:
+        num_known: ``(nodes,)`` known items per column over all rows (sizes the buffer).
+    """
+
+    def __init__(self, num_known: np.ndarray):
+        self.num_known = np.asarray(num_known, dtype=np.int64)
+        self.keys = np.empty(int(self.num_known.sum()), dtype=np.int32)
+        self._next = np.cumsum(self.num_known) - self.num_known  # write pointer per column
+
+    def add(self, keys_t: np.ndarray, known_t: np.ndarray) -> None:
+        """Append a chunk of rows: ``(nodes, chunk_rows)`` transposed keys and known bits."""
+        values = np.extract(known_t, keys_t)  # column after column
+        count = np.add.reduce(known_t, axis=1, dtype=np.int64)
+        if ((self._next + count) > np.cumsum(self.num_known)).any():
+            raise ValueError("more known items than announced in num_known")
+        shift = self._next - (np.cumsum(count) - count)
+        self.keys[np.arange(values.size) + np.repeat(shift, count)] = values
+        self._next += count
+
+
+def rank_in_columns(
+    column_keys: ColumnKeys, num_pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rank every known positive inside its column.
+
+    Args:
+        column_keys: all rows' known keys, column after column.
+        num_pos: ``(nodes,)`` known positives per column.
+
+    Returns:
+        ``(col, n, tp, ranked)``: per positive (ordered by column, score), and ``ranked``, the
+        known keys column after column, each column sorted (reused for micro AP).
+    """
+    ranked, num_known = column_keys.keys, column_keys.num_known
+    ends = np.cumsum(num_known)
+    starts = ends - num_known
+    for a, b in zip(starts.tolist(), ends.tolist()):  # one contiguous SIMD sort per column
+        ranked[a:b].sort()
+    at = even_positions(ranked)
+    col = np.repeat(np.arange(num_known.size), num_pos)
+    n, tp = _counts_in_sorted_segments(at, ranked[at], col, starts, num_known, np.asarray(num_pos))
+    return col, n, tp, ranked
+
+
+def micro_ap_of_sorted(ranked: np.ndarray) -> tuple[float, np.ndarray]:
+    """Micro AP of one sorted ``(items,)`` key array; also its positive keys (sorted)."""
+    at = even_positions(ranked)
+    if not at.size:
+        return float("nan"), ranked[at]
+    key = ranked[at]
+    seg = np.zeros(at.size, dtype=np.int64)
+    n, tp = _counts_in_sorted_segments(
+        at, key, seg, np.zeros(1, np.int64), np.array([ranked.size]), np.array([at.size]))
+    return float(np.mean(tp / n)), key
+
+
+def grouped_micro_ap(ranked: np.ndarray, bounds: list[tuple[int, int]]) -> tuple[float, list[float]]:
+    """Micro AP of all of ``ranked`` and of each group ``ranked[a:b]`` alone; sorts ``ranked`` in place.
+
+    Args:
+        ranked: ``(items,)`` int32 known keys, overwritten (left sorted).
+        bounds: ``(a, b)`` per group (e.g. a head's columns in :func:`rank_in_columns` order).
+    """
+    per_group = []
+    for a, b in bounds:
+        ranked[a:b].sort()
+        per_group.append(micro_ap_of_sorted(ranked[a:b])[0])
+    if len(bounds) != 1 or bounds[0] != (0, ranked.size):
+        ranked.sort()  # sorted runs make this cheaper than a searchsorted per group
+    return micro_ap_of_sorted(ranked)[0], per_group
+
+
+def sorted_positives(
+    keys: np.ndarray, positive: np.ndarray, owner_of_col: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Known positives sorted by (owner of their column, row, key).
+
+    Args:
+        keys: ``(rows, nodes)`` int32 keys; positive: ``(rows, nodes)`` bool.
+        owner_of_col: ``(nodes,)`` small non-negative ints (e.g. the head of each node).
+
+    Returns:
+        ``(owner, row, col, key)``, each ``(P,)``.
+    """
+    rows, nodes = keys.shape
+    flat = np.flatnonzero(positive)
+    row, col = np.divmod(flat, nodes)
+    key = keys.reshape(-1)[flat].astype(np.int64)
+    owner = owner_of_col[col].astype(np.int64)
+    group = owner * rows + row
+    col_bits = max(1, int(nodes - 1).bit_length())
+    if int(group.max(initial=0)).bit_length() + 31 + col_bits <= 63:  # pack: one int64 sort
+        packed = np.sort(((group << 31 | key) << col_bits) | col)
+        col = packed & ((1 << col_bits) - 1)
+        packed >>= col_bits
+        key, group = packed & 0x7FFFFFFF, packed >> 31
+    else:
+        order = np.lexsort((key, group))
+        key, group, col = key[order], group[order], col[order]
+    owner, row = np.divmod(group, rows)
+    return owner, row, col, key.astype(np.int32)
+
+
+def counts_at_positives_by_group(
+    keys: np.ndarray, group_cols: list[np.ndarray], pos_row: np.ndarray, pos_key: np.ndarray,
+) -> np.ndarray:
+    """``(groups, P)`` known items of each group in the positive's row scored ``>=`` it.
+
+    Args:
+        keys: ``(rows, nodes)`` int32 keys.
+        group_cols: column indices of each group (e.g. one head's nodes of depth 1, 2, ...).
+        pos_row, pos_key: ``(P,)`` the positives of those columns, sorted by (row, key).
+
+    Each group's items (made odd) and the row's positives (even queries, padded with
+    ``UNKNOWN_KEY``) share one block row; one sort per block places every query after exactly
+    the items scored lower, the padding and the queries before it.
+    """
+    out = np.zeros((len(group_cols), pos_row.size), dtype=np.int64)
+    if not pos_row.size:
+        return out
+    new_row = np.ones(pos_row.size, dtype=bool)
+    new_row[1:] = pos_row[1:] != pos_row[:-1]
+    active = pos_row[new_row]  # rows without a positive need no block row
+    local = np.cumsum(new_row) - 1
+    q = np.diff(np.append(np.flatnonzero(new_row), pos_row.size))
+    qmax = int(q.max())
+    rank = np.arange(pos_row.size) - (np.cumsum(q) - q)[local]
+    queries = np.full((active.size, qmax), UNKNOWN_KEY, dtype=np.int32)
+    queries[local, rank] = pos_key
+    order = np.concatenate(group_cols)
+    # Items of the active rows, group after group, all made odd (unknown stays UNKNOWN_KEY).
+    items = np.take(keys[active] if active.size < keys.shape[0] else keys, order, axis=1)
+    items |= 1
+    after_rank = rank - q[local]  # minus the queries after this one (and itself)
+    start = 0
+    for g, cols in enumerate(group_cols):
+        w = cols.size
+        if not w:
+            continue
+        width = w + qmax
+        block = np.empty((active.size, width), dtype=np.int32)
+        block[:, :w] = items[:, start:start + w]
+        block[:, w:] = queries
+        start += w
+        block.sort(axis=1)
+        at = even_positions(block.reshape(-1))
+        del block
+        # Items after a query are exactly the known items scored >= it (padding and unknown
+        # sort first): the row's remaining slots minus the queries still to come.
+        out[g] = (local + 1) * width + after_rank - at
+    return out
+
+
+def ap_by_depth(
+    counts: np.ndarray, pos_row: np.ndarray, pos_key: np.ndarray, pos_level: np.ndarray, rows: int,
+) -> np.ndarray:
+    """``(rows, levels)`` per-sample AP over known nodes of level <= d (column d), NaN if no positive.
+
+    Args:
+        counts: ``(levels, P)`` from :func:`counts_at_positives_by_group` (one group per level).
+        pos_row, pos_key: ``(P,)`` sorted by (row, key); pos_level: ``(P,)`` 0-based level.
+
+    Works on ``(levels, P)`` arrays: every sum runs along contiguous memory (no axis-0 cumsum).
+    """
+    levels, num = counts.shape
+    out = np.full((rows, levels), np.nan)
+    if not num:
+        return out
+    # tp(>= s) per level: positives of the row from the first of s's ties to the row's end.
+    prefix = np.zeros((levels, num + 1), dtype=np.int32)
+    prefix[pos_level, np.arange(1, num + 1)] = 1
+    np.cumsum(prefix, axis=1, out=prefix)  # prefix[:, i] = positives before i, per level
+    new_row = np.ones(num, dtype=bool)
+    new_row[1:] = pos_row[1:] != pos_row[:-1]
+    new_tie = new_row.copy()
+    new_tie[1:] |= pos_key[1:] != pos_key[:-1]
+    row_start = np.flatnonzero(new_row)
+    row_stop = np.append(row_start[1:], num)
+    tp = np.take(prefix, row_stop[np.cumsum(new_row) - 1], axis=1)
+    tp -= np.take(prefix, first_of_tie_runs(new_tie), axis=1)
+    num_counted = prefix[:, row_stop] - prefix[:, row_start]
+    n = counts.copy()
+    for d in range(1, levels):  # levels <= depth 'restricted to <= d': running sums over levels
+        tp[d] += tp[d - 1]
+        n[d] += n[d - 1]
+        num_counted[d] += num_counted[d - 1]
+    counted = pos_level[None, :] <= np.arange(levels)[:, None]
+    precision = np.divide(tp, n, out=np.zeros(tp.shape), where=counted)
+    total = np.add.reduceat(precision, row_start, axis=1)  # (levels, rows with a positive)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[pos_row[row_start]] = np.where(num_counted > 0, total / num_counted, np.nan).T
+    return out
