@@ -16,8 +16,9 @@ from .hierarchy import Hierarchy
 BENTHICNET_MEAN = (0.359, 0.413, 0.386)
 BENTHICNET_STD = (0.219, 0.215, 0.209)
 
-#: Head variants understood by :mod:`.modeling_benthicnet` (a dispatch point for later variants).
-HEAD_TYPES = ("mcm",)
+#: Head variants understood by :mod:`.modeling_benthicnet`: C-HMCNN and the ETHEC variants of
+#: :mod:`benthicnet_hf.heads` (single-path tree heads only).
+HEAD_TYPES = ("mcm", "per_level", "masked_per_level", "marginalisation", "hsoftmax")
 
 
 class BenthicNetConfig(PretrainedConfig):
@@ -37,7 +38,9 @@ class BenthicNetConfig(PretrainedConfig):
             can be exported exactly for the Hub widget.
         head_dropout (`float`, defaults to 0.7): dropout probability inside each head.
         head_type (`str`, defaults to ``"mcm"``): coherence of the outputs; ``"mcm"`` is the
-            C-HMCNN max-constraint module with MCLoss (flat heads: plain sigmoid and masked BCE).
+            C-HMCNN max-constraint module with MCLoss (flat heads: plain sigmoid and masked BCE);
+            ``"per_level"``, ``"masked_per_level"``, ``"marginalisation"``, ``"hsoftmax"`` are the
+            ETHEC variants of :mod:`benthicnet_hf.heads` (single-path tree heads).
         freeze_encoder (`bool`, defaults to False): linear probing: encoder weights get no
             gradient and the encoder stays in eval mode (BatchNorm statistics untouched).
         image_size (`int`, defaults to 224): side of the square centre crop fed to the encoder.

@@ -181,8 +181,13 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         if config.head_type == "mcm":
             self.constraint = MaxConstraint(hierarchy)
             self.criterion = HierarchicalLoss(hierarchy)
-        else:  # the config validates head_type; new variants plug in here
-            raise ValueError(f"unsupported head_type {config.head_type!r}")
+        else:  # ETHEC variants: coherent probabilities and masked loss from benthicnet_hf.heads
+            try:  # a sibling package when installed; as remote code, the installed package
+                heads = importlib.import_module(".heads", __package__)
+            except ImportError:
+                heads = importlib.import_module("benthicnet_hf.heads")
+            self.constraint = None
+            self.criterion = heads.HeadTypeCriterion(hierarchy, config.head_type)
         weights = config.node_weights
         self.register_buffer(
             "node_weights", None if weights is None else torch.tensor(weights, dtype=torch.float32),
@@ -238,7 +243,10 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
             fmap = self.backbone.forward_features(pixel_values)
             features = self.backbone.forward_head(fmap, pre_logits=True)
         logits = self.heads(features)
-        probabilities = self.constraint(logits).sigmoid()
+        if self.constraint is not None:
+            probabilities = self.constraint(logits).sigmoid()
+        else:
+            probabilities = self.criterion.probabilities(logits.float()).to(logits.dtype)
 
         loss = None
         if labels is not None:

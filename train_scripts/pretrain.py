@@ -13,12 +13,17 @@ from __future__ import annotations
 import logging
 import sys
 
+from benthicnet_hf.contrastive.cli import is_labelled_method, main as run_labelled_pretraining
 from benthicnet_hf.ssl.trainer import config_from_args, run_pretraining
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    path = run_pretraining(config_from_args(argv))
+    argv = sys.argv[1:] if argv is None else argv
+    if is_labelled_method(argv):  # hierarchical contrastive methods (HMLC family) need labels
+        path = run_labelled_pretraining(argv)
+    else:
+        path = run_pretraining(config_from_args(argv))
     print(f"encoder written to {path}")
 
 

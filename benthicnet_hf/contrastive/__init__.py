@@ -1,0 +1,20 @@
+"""Hierarchical contrastive pre-training on labelled images.
+
+- :mod:`.hmlc`: HiMulCon, HiConE, HiMulConE (Zhang et al., CVPR 2022, arXiv 2204.13207);
+- :mod:`.feature_masks`: G-HMLC hard and A-HMLC soft level feature masks (Ott et al., arXiv 2510.00837);
+- :mod:`.levels`: per-level label ids from targets/masks (unknown levels are neither positive nor
+  negative);
+- :mod:`.method`: encoder + projector methods exporting an encoder like the SSL methods.
+"""
+
+from .feature_masks import AttentionFeatureMasks, GaussianMixtureFeatureMasks, fisher_scores, gmm_feature_masks
+from .hmlc import LOSS_TYPES, HMLCLoss, default_level_penalty, hmlc_loss
+from .levels import LevelLabeller
+from .method import CONTRASTIVE_METHODS, HierarchicalContrastive, build_contrastive_method
+
+__all__ = [
+    "hmlc_loss", "HMLCLoss", "LOSS_TYPES", "default_level_penalty",
+    "fisher_scores", "gmm_feature_masks", "GaussianMixtureFeatureMasks", "AttentionFeatureMasks",
+    "LevelLabeller",
+    "CONTRASTIVE_METHODS", "HierarchicalContrastive", "build_contrastive_method",
+]

@@ -1,0 +1,204 @@
+"""Hierarchical contrastive losses against a per-anchor loop of the paper's equations; masks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benthicnet_hf.contrastive import (
+    AttentionFeatureMasks,
+    LevelLabeller,
+    build_contrastive_method,
+    gmm_feature_masks,
+    hmlc_loss,
+)
+from benthicnet_hf.contrastive.method import CONTRASTIVE_METHODS
+from benthicnet_hf.hierarchy import Head, Hierarchy
+
+
+def reference_loss(features: np.ndarray, labels: np.ndarray, loss_type: str, tau: float) -> float:
+    """Zhang et al. 2022 Eqs. 3-7, one anchor and one positive at a time (λ = 2^(1/k), k=1 finest).
+
+    features: (B, V, D) or (B, V, L, D); labels: (B, L) with -1 unknown.
+    """
+    b, v = features.shape[:2]
+    n_levels = labels.shape[1]
+    n = b * v
+    sample = [a % b for a in range(n)]  # anchor a = view * B + sample
+    penalty = loss_type in ("himulcon", "himulcone")
+    constrain = loss_type in ("hicone", "himulcone")
+    running = [-math.inf] * n
+    total, used = 0.0, 0
+    for col in reversed(range(n_levels)):
+        k = n_levels - col
+        f = features if features.ndim == 3 else features[:, :, col]
+        vec = [f[a % b, a // b] for a in range(n)]
+        lab = [labels[sample[a], col] for a in range(n)]
+        new_running = list(running)
+        per_anchor = []
+        for i in range(n):
+            if lab[i] < 0:
+                continue
+            others = [a for a in range(n) if a != i and lab[a] >= 0]
+            pos = [p for p in others if lab[p] == lab[i]]
+            if not pos:
+                continue
+            log_den = math.log(sum(math.exp(vec[i] @ vec[a] / tau) for a in others))
+            pair = []
+            for p in pos:
+                loss = -(vec[i] @ vec[p] / tau - log_den)
+                if constrain:
+                    loss = max(loss, running[i])
+                pair.append(loss)
+            per_anchor.append(sum(pair) / len(pair))
+            if constrain:
+                new_running[i] = max(running[i], max(pair))
+        running = new_running
+        if per_anchor:
+            total += (2 ** (1 / k) if penalty else 1.0) * sum(per_anchor) / len(per_anchor)
+            used += 1
+    return total / used
+
+
+LABELS = torch.tensor([[0, 10, 100], [0, 10, 101], [0, 11, 102], [1, 12, 103], [1, 12, -1],
+                       [0, -1, -1], [1, 12, 103], [-1, -1, -1], [0, 10, 100]])
+
+
+@pytest.mark.parametrize("loss_type", ["himulcon", "hicone", "himulcone"])
+@pytest.mark.parametrize("level_specific", [False, True])
+def test_hmlc_matches_per_anchor_loop(loss_type: str, level_specific: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    shape = (9, 2, 3, 5) if level_specific else (9, 2, 5)
+    f = F.normalize(torch.randn(shape, generator=g, dtype=torch.float64), dim=-1)
+    got = hmlc_loss(f, LABELS, loss_type, temperature=0.5)
+    expected = reference_loss(f.numpy(), LABELS.numpy(), loss_type, 0.5)
+    assert float(got) == pytest.approx(expected, rel=1e-10)
+
+
+def test_unknown_sample_is_neither_positive_nor_negative() -> None:
+    g = torch.Generator().manual_seed(1)
+    f = F.normalize(torch.randn(9, 2, 5, generator=g, dtype=torch.float64), dim=-1)
+    base = hmlc_loss(f, LABELS, "himulcone", 0.5)
+    # a sample with no label at all: its features must not matter
+    extra = F.normalize(torch.randn(1, 2, 5, generator=g, dtype=torch.float64), dim=-1)
+    more = hmlc_loss(torch.cat([f, extra]), torch.cat([LABELS, torch.tensor([[-1, -1, -1]])]), "himulcone", 0.5)
+    assert float(more) == pytest.approx(float(base), rel=1e-12)
+
+
+def test_gradients_finite_with_missing_levels() -> None:
+    f = F.normalize(torch.randn(9, 2, 5, dtype=torch.float64), dim=-1).requires_grad_()
+    hmlc_loss(f, LABELS, "himulcone", 0.1).backward()
+    assert torch.isfinite(f.grad).all()
+    # the fully unknown sample (row 7) gets no gradient
+    assert torch.count_nonzero(f.grad[7]) == 0
+
+
+def test_level_labeller_unknown_and_multi_path() -> None:
+    tree = Head.from_paths("t", ["A > A1 > A1a", "A > A2", "B > B1"])
+    hier = Hierarchy((Head.flat("c", ["x", "y"]), tree))
+    idx = {k: i + 2 for i, k in enumerate(tree.nodes)}  # after the flat head's two nodes
+    t = torch.zeros(3, hier.num_nodes)
+    m = torch.ones(3, hier.num_nodes)
+    t[0, [idx["A"], idx["A > A1"]]] = 1  # cut short at depth 2: depth 3 unknown
+    m[0, idx["A > A1 > A1a"]] = 0
+    t[1, [idx["A"], idx["A > A1"], idx["A > A2"]]] = 1  # two labels at depth 2
+    m[2, 2:] = 0  # missing head
+    ids = LevelLabeller(hier, "t")(t, m)
+    assert ids.tolist() == [[idx["A"], idx["A > A1"], -1], [idx["A"], -1, -1], [-1, -1, -1]]
+    with pytest.raises(ValueError, match="head 't', row 1"):
+        LevelLabeller(hier, "t", on_multi="error")(t, m)
+
+
+def test_gmm_masks_separate_level_specific_dimensions() -> None:
+    rng = np.random.default_rng(0)
+    parent = rng.integers(0, 3, 300)
+    child = rng.integers(0, 3, 300)
+    coarse = np.eye(3)[parent].repeat(3, 1) * 3  # dims 0-8 encode the level-1 class
+    fine = np.eye(3)[child].repeat(3, 1) * 3  # dims 9-17 encode the child within its parent
+    x = torch.tensor(np.concatenate([coarse, fine], 1) + rng.normal(0, 0.3, (300, 18)))
+    labels = torch.tensor(np.stack([parent, parent * 3 + child], 1))
+    masks = gmm_feature_masks(x, labels).numpy()
+    assert masks[0].tolist() == [True] * 9 + [False] * 9
+    assert masks[1].tolist() == [False] * 9 + [True] * 9
+
+
+def test_attention_masks_are_soft_gates() -> None:
+    att = AttentionFeatureMasks(dim=6, num_levels=3)
+    z = torch.randn(4, 2, 6)
+    gates = att.soft_masks(z)
+    assert gates.shape == (4, 2, 3, 6) and (gates > 0).all() and (gates < 1).all()
+    out = att(z)
+    torch.testing.assert_close(out, F.normalize(z.unsqueeze(2) * gates, dim=-1))
+
+
+class TinyEncoder(torch.nn.Module):
+    num_features = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@pytest.mark.parametrize("method", sorted(CONTRASTIVE_METHODS))
+def test_short_run_reduces_loss(method: str) -> None:
+    torch.manual_seed(0)
+    tree = Head.from_paths("t", ["A > A1", "A > A2", "B > B1", "B > B2"])
+    hier = Hierarchy((tree,))
+    leaves = [tree.index[k] for k in ("A > A1", "A > A2", "B > B1", "B > B2")]
+    cls = torch.arange(32) % 4
+    targets = torch.zeros(32, hier.num_nodes)
+    targets[torch.arange(32), torch.tensor(leaves)[cls]] = 1
+    targets[torch.arange(32), torch.tensor([tree.parents[leaf][0] for leaf in leaves])[cls]] = 1
+    mask = torch.ones_like(targets)
+    protos = torch.randn(4, 3, 8, 8)
+    images = protos[cls] + 0.5 * torch.randn(32, 3, 8, 8)
+    model = build_contrastive_method(method, TinyEncoder(), hier, proj_hidden_dim=32, proj_dim=16,
+                                     temperature=0.5, gmm_refit_every=10)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        v1 = images + 0.1 * torch.randn_like(images)
+        v2 = images + 0.1 * torch.randn_like(images)
+        loss = model(v1, v2, targets, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    # SupCon has a floor of about log(#positives) per level: require a clear absolute drop
+    assert np.mean(losses[-5:]) < losses[0] - 0.25, losses
+
+
+def test_pretrain_cli_on_demo_data_exports_a_loadable_encoder(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
+    from benthicnet_hf.contrastive.cli import is_labelled_method, main
+    from benthicnet_hf.data.demo import make_demo_dataset
+    from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
+
+    assert is_labelled_method(["--method", "G-HMLC"]) and is_labelled_method(["--method=himulcon"])
+    assert not is_labelled_method(["--method", "barlow_twins"]) and not is_labelled_method([])
+    table = make_demo_dataset(tmp_path / "demo", num_images=40, image_size=32, seed=0)
+    out = tmp_path / "out"
+    weights = main(["--method", "himulcone", "--train_data", str(table), "--output_dir", str(out),
+                    "--encoder", "test_resnet", "--image_size", "32", "--batch_size", "16", "--max_steps", "8",
+                    "--learning_rate", "3e-3", "--heads", "substrate", "--proj_dim", "16",
+                    "--cache_dir", str(tmp_path / "cache")])
+    import json
+
+    losses = json.loads((out / "train_losses.json").read_text())
+    assert len(losses) == 8 and np.mean(losses[-3:]) < losses[0]
+    assert json.loads((out / "encoder_config.json").read_text())["method"] == "himulcone"
+    # loads strictly into the fine-tuning model like any SSL encoder
+    model = BenthicNetForHierarchicalClassification(BenthicNetConfig(encoder_name="test_resnet", image_size=32))
+    model.load_encoder(weights)
+    state = load_file(str(weights))
+    for key, value in model.backbone.state_dict().items():
+        torch.testing.assert_close(value, state[key])
