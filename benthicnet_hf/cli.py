@@ -1,0 +1,147 @@
+"""The ``benthicnet-hf`` command line.
+
+``benthicnet-hf predict --model DIR_OR_ID IMAGES_OR_FOLDER... --output predictions.csv`` writes one
+CSV row per image with, per head, the predicted CATAMI paths (``{head}_paths``, ``"; "`` between
+several), the deepest confident node (``{head}_deepest``) and its score (``{head}_score``). An
+image that cannot be read gets a row with its ``error`` (and is named on stderr): never skipped.
+The exit status is 1 when any image failed, 0 otherwise.
+
+New subcommands register in :func:`build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+
+
+def collect_images(inputs: Sequence[str]) -> list[Path]:
+    """Image files named or found (recursively, sorted) in the given folders.
+
+    Raises:
+        FileNotFoundError: an input that does not exist, or folders without any image.
+    """
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{item}: no such image file or folder")
+    if not files:
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {list(inputs)}")
+    return files
+
+
+def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def load_model(model_id: str, device: str) -> tuple[Any, Any]:
+    """Model (eval mode, on ``device``) and image processor from a folder or a Hub id."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from . import modeling_benthicnet  # noqa: F401  (registers the Auto classes: no remote code needed)
+
+    model = AutoModelForImageClassification.from_pretrained(model_id)
+    processor = AutoImageProcessor.from_pretrained(model_id)
+    return model.to(device).eval(), processor
+
+
+def prediction_columns(head_names: Sequence[str]) -> list[str]:
+    cols = ["image", "error"]
+    for head in head_names:
+        cols += [f"{head}_paths", f"{head}_deepest", f"{head}_score"]
+    return cols
+
+
+def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size: int = 32,
+                   threshold: float = 0.5, progress: bool = True) -> Iterator[dict[str, Any]]:
+    """Yield one CSV row (dict) per file, in order; unreadable files get an ``error`` row."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data.images import ImageLoadError, load_rgb
+    from .prediction import predict_paths
+
+    hierarchy = model.config.get_hierarchy()
+    device = next(model.parameters()).device
+    bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress)
+    for chunk in _chunks(files, batch_size):
+        images, ok, rows = [], [], []
+        for path in chunk:
+            row: dict[str, Any] = {"image": str(path), "error": ""}
+            try:
+                images.append(load_rgb(path))
+                ok.append(row)
+            except ImageLoadError as err:
+                row["error"] = str(err)
+                print(f"benthicnet-hf predict: cannot read {path}: {err}", file=sys.stderr)
+            rows.append(row)
+        if images:
+            pixel_values = processor(images, return_tensors="pt")["pixel_values"].to(device)
+            with torch.no_grad():
+                probs = model(pixel_values=pixel_values).probabilities
+            for row, pred in zip(ok, predict_paths(hierarchy, probs, threshold)):
+                for head, p in pred.items():
+                    row[f"{head}_paths"] = "; ".join(p["paths"])
+                    row[f"{head}_deepest"] = p["deepest"] or ""
+                    row[f"{head}_score"] = "" if p["score"] is None else f"{p['score']:.6f}"
+        bar.update(len(chunk))
+        yield from rows
+    bar.close()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    files = collect_images(args.images)
+    model, processor = load_model(args.model, args.device)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=prediction_columns(model.config.get_hierarchy().head_names))
+        writer.writeheader()
+        for row in predict_images(model, processor, files, args.batch_size, args.threshold,
+                                  progress=not args.no_progress):
+            failed += bool(row["error"])
+            writer.writerow(row)
+    print(f"wrote {len(files)} rows to {out}" + (f"; {failed} image(s) could not be read (see the "
+                                                  f"'error' column)" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="benthicnet-hf", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="predict CATAMI paths for images, one CSV row per image")
+    p.add_argument("--model", required=True, help="saved model folder or Hub id")
+    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--output", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--threshold", type=float, default=0.5, help="a node is predicted when its score >= this")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        print(f"benthicnet-hf {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

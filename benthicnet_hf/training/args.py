@@ -1,0 +1,141 @@
+"""Every option of the fine-tuning script, with the reference's defaults.
+
+Defaults reproduce the BenthicNet HML fine-tuning recipe (arXiv 2409.06618): AdamW, learning rate
+3e-5, weight decay 1e-5, 10 warm-up epochs then cosine decay, batch 128, 100 epochs, heads with a
+2048-wide hidden layer and dropout 0.7. Parsed with ``transformers.HfArgumentParser`` so that every
+field is also a ``--flag``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+#: Metrics where lower is better (everything else: higher is better).
+LOWER_IS_BETTER = ("loss",)
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class FinetuneArguments:
+    """Options of ``train_scripts/finetune.py`` (see ``--help``)."""
+
+    output_dir: str = field(metadata=_help("run folder: checkpoints/, best/, final/, metrics, logs"))
+
+    # ------------------------------------------------------------------ data
+    demo: bool = field(default=False, metadata=_help("generate the synthetic demo dataset into --data_dir"))
+    data_dir: str | None = field(default=None, metadata=_help("demo data folder (default OUTPUT_DIR/demo_data)"))
+    demo_num_images: int = field(default=400, metadata=_help("images of the demo dataset"))
+    demo_image_size: int = field(default=96, metadata=_help("side of the demo images in pixels"))
+    table: str | None = field(default=None, metadata=_help("label table (CSV/TSV/JSONL/Parquet) for the builder"))
+    image_root: str | None = field(default=None, metadata=_help("folder the table's image paths are relative to"))
+    dataset_dir: str | None = field(default=None, metadata=_help("a DatasetDict saved with save_to_disk"))
+    hierarchy: str | None = field(default=None, metadata=_help(
+        "hierarchy JSON file (Hierarchy.to_json); default: the model's (--init_from) or CATAMI"))
+    cache_dir: str | None = field(default=None, metadata=_help("datasets cache folder"))
+    max_train_samples: int | None = field(default=None, metadata=_help("use only the first N training rows"))
+    max_eval_samples: int | None = field(default=None, metadata=_help("use only the first N validation/test rows"))
+    dataloader_num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
+
+    # --------------------------------------------------------------- encoder
+    encoder: str = field(default="resnet50", metadata=_help("timm architecture (built with pretrained=False)"))
+    encoder_kwargs: str | None = field(default=None, metadata=_help('JSON dict for timm.create_model, e.g. {"img_size": 96}'))
+    init_from: str | None = field(default=None, metadata=_help("a saved BenthicNet model folder to start from"))
+    encoder_checkpoint: str | None = field(default=None, metadata=_help(
+        "encoder weights: SSL export folder/encoder.safetensors, timm, torchvision or Lightning checkpoint"))
+    linear_probe: bool = field(default=False, metadata=_help("freeze the encoder (linear probing)"))
+    head_hidden_dim: int = field(default=2048, metadata=_help("hidden width of each head's MLP (0 = linear)"))
+    head_dropout: float = field(default=0.7, metadata=_help("dropout inside each head"))
+    image_size: int = field(default=224, metadata=_help("encoder input side in pixels"))
+
+    # ---------------------------------------------------------- optimisation
+    learning_rate: float = field(default=3e-5, metadata=_help("AdamW peak learning rate"))
+    head_learning_rate: float | None = field(default=None, metadata=_help(
+        "peak learning rate of the heads (default: --learning_rate)"))
+    weight_decay: float = field(default=1e-5, metadata=_help("AdamW weight decay (not on biases/norms)"))
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    warmup_epochs: float = field(default=10.0, metadata=_help("linear warm-up length in epochs, then cosine decay"))
+    num_train_epochs: int = field(default=100, metadata=_help("epochs (0 = evaluate the initial model only)"))
+    per_device_train_batch_size: int = field(default=128, metadata=_help("batch per process"))
+    per_device_eval_batch_size: int | None = field(default=None, metadata=_help("default: the training batch"))
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm (0 = off)"))
+    mixed_precision: str = field(default="auto", metadata=_help("no | bf16 | fp16 | auto (bf16 on a GPU that has it)"))
+    seed: int = 0
+
+    # ------------------------------------------------- checkpoints and eval
+    checkpointing_steps: int = field(default=500, metadata=_help("save_state every N optimizer steps (0 = only at the end)"))
+    save_total_limit: int = field(default=2, metadata=_help("step checkpoints kept (oldest deleted first)"))
+    resume_from_checkpoint: str | None = field(default=None, metadata=_help("checkpoint folder or 'latest'"))
+    stop_after_steps: int | None = field(default=None, metadata=_help(
+        "save a checkpoint and stop after N optimizer steps (an interruption, for tests)"))
+    metric_for_best_model: str = field(default="overall/hml_ap", metadata=_help(
+        "validation metric that selects the best epoch (a key of compute_metrics)"))
+    greater_is_better: bool | None = field(default=None, metadata=_help("default: False for losses, else True"))
+    threshold: float = field(default=0.5, metadata=_help("decision threshold of the thresholded metrics"))
+    report_to: str = field(default="auto", metadata=_help("tracker: tensorboard | none | auto (tensorboard if installed)"))
+    logging_steps: int = 10
+
+    # ------------------------------------------------------------------- hub
+    push_to_hub: bool = field(default=False, metadata=_help("upload OUTPUT_DIR/final to --hub_model_id"))
+    hub_model_id: str | None = field(default=None, metadata=_help("ORG/NAME"))
+    hub_private: bool = False
+    dataset_name: str | None = field(default=None, metadata=_help("dataset id named in the model card"))
+
+    def __post_init__(self) -> None:
+        sources = [s for s, on in (("--demo", self.demo), ("--table", self.table), ("--dataset_dir", self.dataset_dir)) if on]
+        if len(sources) != 1:
+            raise ValueError(f"give exactly one data source of --demo, --table, --dataset_dir (got {sources or 'none'})")
+        if self.init_from and self.encoder_checkpoint:
+            raise ValueError("--init_from already holds encoder weights; do not also give --encoder_checkpoint")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
+        if self.hub_model_id and self.hub_model_id.count("/") != 1:
+            raise ValueError(f"--hub_model_id must look like ORG/NAME, got {self.hub_model_id!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
+            raise ValueError(f"--mixed_precision must be no|bf16|fp16|auto, got {self.mixed_precision!r}")
+        if self.report_to not in ("tensorboard", "none", "auto"):
+            raise ValueError(f"--report_to must be tensorboard|none|auto, got {self.report_to!r}")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.encoder_kwargs:
+            kwargs = json.loads(self.encoder_kwargs)
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"--encoder_kwargs must be a JSON object, got {self.encoder_kwargs!r}")
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.per_device_eval_batch_size or self.per_device_train_batch_size
+
+    @property
+    def encoder_kwargs_dict(self) -> dict[str, Any]:
+        return json.loads(self.encoder_kwargs) if self.encoder_kwargs else {}
+
+    @property
+    def metric_greater_is_better(self) -> bool:
+        if self.greater_is_better is not None:
+            return self.greater_is_better
+        return not any(self.metric_for_best_model.endswith(k) for k in LOWER_IS_BETTER)
+
+    @property
+    def demo_dir(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else Path(self.output_dir) / "demo_data"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> FinetuneArguments:
+    """Parse command-line flags (``argv`` default: ``sys.argv[1:]``) into :class:`FinetuneArguments`."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(FinetuneArguments)
+    (args,) = parser.parse_args_into_dataclasses(args=None if argv is None else list(argv))
+    return args

@@ -1,0 +1,120 @@
+"""Crash-safe training checkpoints: ``accelerator.save_state`` into a temp folder, then a rename.
+
+Layout: ``OUTPUT_DIR/checkpoints/step_00000120/`` (model, optimizer, scheduler, RNG states and the
+registered :class:`TrainingState`). A checkpoint is first written to ``.tmp-step_XXXXXXXX`` and
+renamed only once every process has finished writing, so a process killed mid-save leaves the
+previous checkpoints untouched and ``latest`` never resolves to a half-written folder. Leftover
+temp folders are removed by the next save.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+_TMP_PREFIX = ".tmp-"
+
+
+@dataclass
+class TrainingState:
+    """Loop position and best-model bookkeeping, saved with every checkpoint.
+
+    ``epoch`` is the current epoch; ``batches_done`` the micro-batches of it already trained
+    (equal to the epoch length once it only awaits evaluation).
+    """
+
+    epoch: int = 0
+    batches_done: int = 0
+    completed_steps: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def checkpoints_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / CHECKPOINTS
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temp folders are never listed)."""
+    root = checkpoints_dir(output_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def find_checkpoint(output_dir: str | Path, spec: str) -> Path:
+    """Resolve ``--resume_from_checkpoint``: ``"latest"`` or a checkpoint folder.
+
+    Raises:
+        FileNotFoundError: naming the folder searched or the path given.
+    """
+    if spec == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint in {checkpoints_dir(output_dir)}")
+        return found[-1]
+    path = Path(spec)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {spec}: no such checkpoint folder")
+    if path.name.startswith(_TMP_PREFIX):
+        raise ValueError(f"--resume_from_checkpoint {spec}: an unfinished (temporary) checkpoint")
+    return path
+
+
+def save_checkpoint(accelerator: Any, output_dir: str | Path, step: int, save_total_limit: int | None = None) -> Path:
+    """Save the full training state of every process as ``checkpoints/step_{step:08d}``.
+
+    All processes must call this (``save_state`` writes one RNG file per process). The rename is
+    done by the main process after a barrier, so the final name appears only when complete.
+    """
+    root = checkpoints_dir(output_dir)
+    final = root / f"step_{step:08d}"
+    tmp = root / f"{_TMP_PREFIX}{final.name}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(f"{_TMP_PREFIX}*"):  # left by a process killed mid-save
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _fsync_tree(tmp)
+        if final.exists():  # the same step saved again after a resume: replace it
+            old = root / f"{_TMP_PREFIX}old-{final.name}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        if save_total_limit is not None and save_total_limit > 0:
+            for old in list_checkpoints(output_dir)[:-save_total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush file contents to disk before the rename publishes them (a crash after the rename
+    must not expose empty files)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())

@@ -1,0 +1,196 @@
+"""What a fine-tuning run is made of: its data splits, its model and its data loaders.
+
+Randomness of the input pipeline is keyed, not streamed: the augmentation of a batch is seeded by
+``(seed, epoch, row indices)`` inside :func:`torch.random.fork_rng`. So it does not depend on how
+often the global generator was drawn before (DataLoader iterators and accelerate's one-batch
+prefetch draw from it at points that differ between an uninterrupted and a resumed run), and a
+resumed run sees exactly the augmented images of the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..hierarchy import Hierarchy
+
+logger = logging.getLogger(__name__)
+
+SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
+ROW_COLUMN = "_row"
+
+
+def keyed_seed(*keys: int) -> int:
+    """A 63-bit seed derived from integer keys (stable across processes and runs)."""
+    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+def reseed_all(seed: int) -> None:
+    """Seed torch (all devices), numpy and python's ``random`` from one integer."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+
+
+def load_hierarchy(args: Any) -> Hierarchy:
+    """``--hierarchy`` JSON, else the ``--init_from`` model's, else the shipped CATAMI scheme."""
+    if args.hierarchy:
+        return Hierarchy.from_json(Path(args.hierarchy))
+    if args.init_from:
+        from ..configuration_benthicnet import BenthicNetConfig
+
+        return BenthicNetConfig.from_pretrained(args.init_from).get_hierarchy()
+    return Hierarchy.catami()
+
+
+def _canonical_splits(data: datasets.DatasetDict, where: str) -> datasets.DatasetDict:
+    out = {}
+    for name, aliases in SPLIT_ALIASES.items():
+        found = next((a for a in aliases if a in data), None)
+        if found is None:
+            raise ValueError(f"{where} has no {name!r} split (splits: {sorted(data)}; accepted names: {aliases})")
+        out[name] = data[found]
+    return datasets.DatasetDict(out)
+
+
+def _check_columns(data: datasets.DatasetDict, hierarchy: Hierarchy, where: str) -> None:
+    needed = ["image"] + [f"{h}_{k}" for h in hierarchy.head_names for k in ("target", "mask")]
+    for split, ds in data.items():
+        missing = [c for c in needed if c not in ds.column_names]
+        if missing:
+            raise ValueError(f"{where}, split {split!r}: missing columns {missing} for hierarchy heads "
+                             f"{hierarchy.head_names} (has {ds.column_names})")
+
+
+def load_splits(args: Any, accelerator: Any, hierarchy: Hierarchy) -> datasets.DatasetDict:
+    """train / validation / test from ``--demo``, ``--table`` or ``--dataset_dir``.
+
+    The main process builds (and caches) first; the others then read its cache.
+    """
+    from ..data import build_dataset
+
+    with accelerator.main_process_first():
+        if args.demo:
+            from ..data.demo import DEMO_SOURCE_EXHAUSTIVE, make_demo_dataset
+
+            table = args.demo_dir / "labels.csv"
+            if not table.exists():
+                if accelerator.is_main_process:
+                    make_demo_dataset(args.demo_dir, num_images=args.demo_num_images,
+                                      image_size=args.demo_image_size, seed=args.seed)
+            data = build_dataset(table, args.demo_dir, hierarchy=hierarchy, cache_dir=args.cache_dir,
+                                 source_exhaustive=DEMO_SOURCE_EXHAUSTIVE)
+            where = f"demo dataset {args.demo_dir}"
+        elif args.table:
+            data = build_dataset(args.table, args.image_root, hierarchy=hierarchy, cache_dir=args.cache_dir)
+            where = f"table {args.table}"
+        else:
+            data = datasets.load_from_disk(args.dataset_dir)
+            where = f"dataset folder {args.dataset_dir}"
+            if not isinstance(data, datasets.DatasetDict):
+                raise ValueError(f"{where} holds a single Dataset; save a DatasetDict with train/validation/test")
+    data = _canonical_splits(data, where)
+    _check_columns(data, hierarchy, where)
+    limits = {"train": args.max_train_samples, "validation": args.max_eval_samples, "test": args.max_eval_samples}
+    for split, limit in limits.items():
+        if limit is not None:
+            data[split] = data[split].select(range(min(limit, len(data[split]))))
+        if len(data[split]) == 0:
+            raise ValueError(f"{where}: split {split!r} is empty")
+    return data
+
+
+def build_model(args: Any, hierarchy: Hierarchy) -> Any:
+    """A new model (timm encoder, optional ``--encoder_checkpoint``) or one loaded from ``--init_from``."""
+    from ..configuration_benthicnet import BenthicNetConfig
+    from ..modeling_benthicnet import BenthicNetForHierarchicalClassification
+
+    if args.init_from:
+        model = BenthicNetForHierarchicalClassification.from_pretrained(args.init_from, dtype=torch.float32)
+        if model.config.get_hierarchy().labels != hierarchy.labels:
+            raise ValueError(f"--init_from {args.init_from}: its hierarchy ({model.config.num_nodes} nodes) differs "
+                             f"from the data's ({hierarchy.num_nodes} nodes); pass the matching --hierarchy")
+        if args.linear_probe:
+            model.set_encoder_frozen(True)
+        return model
+    config = BenthicNetConfig(
+        encoder_name=args.encoder, encoder_kwargs=args.encoder_kwargs_dict, hierarchy=hierarchy.to_list(),
+        head_hidden_dim=args.head_hidden_dim, head_dropout=args.head_dropout, freeze_encoder=args.linear_probe,
+        image_size=args.image_size,
+    )
+    model = BenthicNetForHierarchicalClassification(config)
+    if args.encoder_checkpoint:
+        model.load_encoder(args.encoder_checkpoint, strict=True)
+    return model
+
+
+class EpochCounter:
+    """The epoch the keyed augmentation uses (set by the loop before each epoch)."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+
+def keyed_transform(transform: Callable[[dict], dict], seed: int, counter: EpochCounter | None
+                    ) -> Callable[[dict], dict]:
+    """Wrap a batch transform so its randomness is keyed by ``(seed, epoch, first row index)``.
+
+    The rows' indices come from the :data:`ROW_COLUMN` column added by :func:`with_row_index`.
+    Without ``counter`` (evaluation) the transform runs unkeyed (it is deterministic).
+    """
+    def apply(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        rows = batch.pop(ROW_COLUMN)
+        if counter is None:
+            return transform(batch)
+        with torch.random.fork_rng(devices=[]):
+            state_np, state_py = np.random.get_state(), random.getstate()
+            try:
+                reseed_all(keyed_seed(seed, counter.epoch, int(rows[0]), len(rows)))
+                return transform(batch)
+            finally:
+                np.random.set_state(state_np)
+                random.setstate(state_py)
+
+    return apply
+
+
+def with_row_index(ds: datasets.Dataset) -> datasets.Dataset:
+    return ds.add_column(ROW_COLUMN, np.arange(len(ds), dtype=np.int64))
+
+
+def make_dataloaders(args: Any, data: datasets.DatasetDict, hierarchy: Hierarchy, config: Any,
+                     counter: EpochCounter) -> dict[str, DataLoader]:
+    """train (shuffled, augmented, keyed), validation and test (eval transform) loaders."""
+    from ..data.transforms import collate_hml, eval_transform, hml_transform, train_transform
+
+    size, mean, std = int(config.image_size), tuple(config.image_mean), tuple(config.image_std)
+    train_tf = hml_transform(hierarchy, train_transform(size, mean, std))
+    eval_tf = hml_transform(hierarchy, eval_transform(size, mean, std, crop_pct=float(config.crop_pct)))
+    loaders = {}
+    for split in ("train", "validation", "test"):
+        train = split == "train"
+        ds = with_row_index(data[split]).with_transform(
+            keyed_transform(train_tf if train else eval_tf, args.seed, counter if train else None))
+        loaders[split] = DataLoader(
+            ds, batch_size=args.per_device_train_batch_size if train else args.eval_batch_size,
+            shuffle=train, collate_fn=collate_hml, num_workers=args.dataloader_num_workers,
+            # one sample left alone in a last batch breaks BatchNorm in the heads
+            drop_last=train and len(ds) % args.per_device_train_batch_size == 1,
+        )
+    return loaders
+
+
+def label_matrices(ds: datasets.Dataset, hierarchy: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, N)`` uint8 targets and mask of a split, read without decoding any image."""
+    from ..data.transforms import label_arrays
+
+    cols = [f"{h}_{k}" for h in hierarchy.head_names for k in ("target", "mask")]
+    labels, mask = label_arrays(ds.select_columns(cols)[:], hierarchy)
+    return labels.astype(np.uint8), mask.astype(np.uint8)

@@ -1,0 +1,265 @@
+"""The fine-tuning loop with accelerate: train, evaluate every epoch, keep the best, report on test.
+
+Runs unchanged on 1..N processes (``accelerate launch``). Determinism for resuming: the data order
+comes from accelerate's seedable sampler (seed + epoch), the augmentation is keyed by
+``(seed, epoch, rows)`` (see :mod:`.components`) and the global generators (dropout) are reseeded
+from ``(seed, step, process)`` before every forward pass, so a run resumed from a checkpoint
+continues exactly like the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from tqdm.auto import tqdm
+
+from .args import FinetuneArguments
+from .checkpointing import TrainingState, find_checkpoint, save_checkpoint
+from .components import (EpochCounter, build_model, keyed_seed, label_matrices, load_hierarchy, load_splits,
+                         make_dataloaders, reseed_all)
+from .publish import push_final, save_final
+from .evaluation import evaluate_split, lookup_metric, prior_baseline, scalar_metrics
+
+logger = logging.getLogger(__name__)
+
+BEST_DIR = "best"
+TEST_JSON = "test_metrics.json"
+TEST_TABLE = "test_metrics.txt"
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    """``auto`` → bf16 on a GPU that supports it, else full precision."""
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def make_accelerator(args: FinetuneArguments) -> Accelerator:
+    tracker = None
+    if args.report_to == "tensorboard" or (args.report_to == "auto" and importlib.util.find_spec("tensorboard")):
+        tracker = "tensorboard"
+    return Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=resolve_mixed_precision(args.mixed_precision),
+        log_with=tracker, project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, lr: float, head_lr: float | None = None
+                 ) -> list[dict[str, Any]]:
+    """Trainable parameters in AdamW groups: no weight decay on biases and normalisation weights
+    (1-D tensors); the heads (``heads.*``) at ``head_lr`` when given."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((name.startswith("heads."), p.ndim > 1), []).append(p)
+    if not groups:
+        raise ValueError("the model has no trainable parameter")
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0,
+             "lr": head_lr if (is_head and head_lr is not None) else lr}
+            for (is_head, decay), params in sorted(groups.items())]
+
+
+def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
+    """Fine-tune, select the best epoch on validation, evaluate it on test and save everything.
+
+    Writes into ``args.output_dir``: ``checkpoints/step_*`` (resumable state), ``best/`` (best
+    model), ``test_metrics.json`` / ``.txt`` (test report with the label-prior baseline) and
+    ``final/`` (model, processor, card, widget export; pushed with ``--push_to_hub``).
+
+    Returns:
+        ``{"test": metrics, "baseline": metrics, "history": [...], "best_epoch": int,
+        "eval_count": {"validation": n, "test": n}, "stopped_early": bool}``.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    out_dir = Path(args.output_dir)
+    accelerator = make_accelerator(args)
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(args.seed)
+    hierarchy = load_hierarchy(args)
+    data = load_splits(args, accelerator, hierarchy)
+    model = build_model(args, hierarchy)
+    counter = EpochCounter()
+    loaders = make_dataloaders(args, data, hierarchy, model.config, counter)
+
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.learning_rate, args.head_learning_rate),
+                                  lr=args.learning_rate,
+                                  betas=(args.adam_beta1, args.adam_beta2))
+    model, optimizer, train_dl, val_dl, test_dl = accelerator.prepare(
+        model, optimizer, loaders["train"], loaders["validation"], loaders["test"])
+    # len(train_dl) is per process after prepare; the prepared scheduler steps num_processes times
+    # per optimizer step, hence the factor (accelerate's convention).
+    steps_per_epoch = math.ceil(len(train_dl) / args.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * args.num_train_epochs
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, num_warmup_steps=round(args.warmup_epochs * steps_per_epoch) * accelerator.num_processes,
+        num_training_steps=max(total_steps, 1) * accelerator.num_processes)
+    scheduler = accelerator.prepare(scheduler)
+    state = TrainingState()
+    accelerator.register_for_checkpointing(state)
+
+    if args.resume_from_checkpoint:
+        path = find_checkpoint(out_dir, args.resume_from_checkpoint)
+        accelerator.print(f"resuming from {path}")
+        accelerator.load_state(str(path))
+    if accelerator.log_with:
+        accelerator.init_trackers("finetune", config={k: v for k, v in args.to_dict().items()
+                                                      if isinstance(v, (int, float, str, bool))})
+
+    greater = args.metric_greater_is_better
+    best_dir = out_dir / BEST_DIR
+    stopped = False
+    val_count = 0
+    progress = tqdm(total=total_steps, initial=state.completed_steps, desc="train",
+                    disable=not accelerator.is_local_main_process)
+    while state.epoch < args.num_train_epochs and not stopped:
+        epoch = state.epoch
+        counter.epoch = epoch
+        train_dl.set_epoch(epoch)
+        stopped = _train_epoch(args, accelerator, model, optimizer, scheduler, train_dl, state, progress)
+        if stopped:
+            break
+        metrics, val_count = evaluate_split(model, val_dl, accelerator, hierarchy, args.threshold, desc="validation")
+        value = lookup_metric(metrics, args.metric_for_best_model)
+        improved = _improves(value, state.best_metric, greater)
+        if improved:
+            state.best_metric, state.best_epoch = value, epoch
+            _save_best(accelerator, model, best_dir)
+        state.history.append({"epoch": epoch, "step": state.completed_steps, **scalar_metrics(metrics, "validation")})
+        accelerator.log(scalar_metrics(metrics, "validation"), step=state.completed_steps)
+        accelerator.print(f"epoch {epoch}: validation {args.metric_for_best_model} = {value:.4f}"
+                          f"{' (best)' if improved else ''}")
+        state.epoch, state.batches_done = epoch + 1, 0
+    progress.close()
+    if state.completed_steps > 0 or args.num_train_epochs > 0:
+        save_checkpoint(accelerator, out_dir, state.completed_steps, args.save_total_limit)
+    if stopped:
+        accelerator.end_training()
+        return {"stopped_early": True, "history": state.history, "completed_steps": state.completed_steps}
+
+    if best_dir.exists():
+        _load_best(accelerator, model, best_dir)
+    test_metrics, test_count = evaluate_split(model, test_dl, accelerator, hierarchy, args.threshold, desc="test")
+    train_y, train_m = label_matrices(data["train"], hierarchy)
+    test_y, test_m = label_matrices(data["test"], hierarchy)
+    baseline = prior_baseline(train_y, train_m, test_y, test_m, hierarchy, args.threshold)
+    result = {"test": test_metrics, "baseline": baseline, "history": state.history, "best_epoch": state.best_epoch,
+              "eval_count": {"validation": val_count, "test": test_count}, "stopped_early": False,
+              "completed_steps": state.completed_steps, "num_processes": accelerator.num_processes}
+    accelerator.log(scalar_metrics(test_metrics, "test"), step=state.completed_steps)
+    if accelerator.is_main_process:
+        _write_report(out_dir, result)
+        result["final_dir"] = str(save_final(accelerator.unwrap_model(model), out_dir, args, hierarchy, result))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    # after the last barrier: a failed upload raises on the main process only, with everything saved
+    if args.push_to_hub and accelerator.is_main_process:
+        result["hub_url"] = push_final(out_dir, args)
+    return result
+
+
+def _train_epoch(args: FinetuneArguments, accelerator: Accelerator, model: Any, optimizer: Any, scheduler: Any,
+                 train_dl: Any, state: TrainingState, progress: Any) -> bool:
+    """Train the rest of ``state.epoch``; True when ``--stop_after_steps`` interrupted it."""
+    model.train()
+    loader = train_dl
+    if state.batches_done:
+        loader = accelerator.skip_first_batches(train_dl, state.batches_done)
+        loader.set_epoch(state.epoch)
+    for batch in loader:
+        # keyed by the global position, not by how often the generator was drawn before
+        reseed_all(keyed_seed(args.seed, state.epoch, state.batches_done, accelerator.process_index, 1))
+        with accelerator.accumulate(model):
+            out = model(**batch)
+            accelerator.backward(out.loss)
+            if accelerator.sync_gradients and args.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        state.batches_done += 1
+        if not accelerator.sync_gradients:
+            continue
+        state.completed_steps += 1
+        progress.update(1)
+        if state.completed_steps % args.logging_steps == 0:
+            loss = accelerator.reduce(out.loss.detach(), reduction="mean").item()
+            accelerator.log({"train/loss": loss, "train/lr": scheduler.get_last_lr()[0]}, step=state.completed_steps)
+            progress.set_postfix(loss=f"{loss:.4f}")
+        if args.stop_after_steps is not None and state.completed_steps >= args.stop_after_steps:
+            save_checkpoint(accelerator, args.output_dir, state.completed_steps, args.save_total_limit)
+            return True
+        if args.checkpointing_steps and state.completed_steps % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, args.output_dir, state.completed_steps, args.save_total_limit)
+    return False
+
+
+def _improves(value: float, best: float | None, greater: bool) -> bool:
+    """Whether ``value`` beats ``best`` (NaN, a metric undefined on this split, never beats a number)."""
+    if best is None or math.isnan(best):
+        return True
+    if math.isnan(value):
+        return False
+    return value > best if greater else value < best
+
+
+def _save_best(accelerator: Accelerator, model: Any, best_dir: Path) -> None:
+    """Best weights via a temp folder + rename (a kill mid-save keeps the previous best)."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp = best_dir.with_name(best_dir.name + ".tmp")
+        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        old = best_dir.with_name(best_dir.name + ".old")
+        if best_dir.exists():
+            os.replace(best_dir, old)
+        os.replace(tmp, best_dir)
+        if old.exists():
+            import shutil
+
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def _load_best(accelerator: Accelerator, model: Any, best_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(best_dir / "model.safetensors"))
+    accelerator.unwrap_model(model).load_state_dict(weights, strict=True)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a metric undefined on this split) → null, so the report is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _write_report(out_dir: Path, result: dict[str, Any]) -> None:
+    """``test_metrics.json`` and the readable ``test_metrics.txt`` (model and baseline side by side)."""
+    from ..metrics import format_metrics_table
+
+    report = {k: result[k] for k in ("test", "baseline", "best_epoch", "eval_count", "num_processes")}
+    (out_dir / TEST_JSON).write_text(json.dumps(_json_safe(report), indent=2, default=float))
+    title = (f"test split, best epoch {result['best_epoch']} ({result['eval_count']['test']} images; "
+             "in brackets: label-prior baseline)\n")
+    (out_dir / TEST_TABLE).write_text(title + format_metrics_table(result["test"], baseline=result["baseline"]) + "\n")
+    print(title + format_metrics_table(result["test"], baseline=result["baseline"], headline_only=True)
+          + f"\n(all metrics: {out_dir / TEST_TABLE})")
