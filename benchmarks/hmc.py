@@ -3,13 +3,20 @@
     python benchmarks/hmc.py cellcycle_FUN --seeds 3
     python benchmarks/hmc.py --all --dense-timing --json hmc.json
     python benchmarks/hmc.py some/dir/gasch2_FUN --hidden 500 --lr 1e-4 --epochs 123
+    python benchmarks/hmc.py derisi_FUN --loss mcloss weighted weighted+focal-bma weighted+focal-gmu [--lpros]
 
 DATASET is a name in --data-dir (default ../shared/data/hmc) or a path prefix with
 ``.train/.valid/.test.arff(.gz)`` (or ``_train/_test``) files beside it. Prints our AU(PRC) (sklearn
 step-sum micro average precision over all (test sample, non-root node) pairs) beside the published
 figure, seconds per epoch, and with --dense-timing the per-epoch time of the reference's dense
-float64 B×N×N formulation over ours (both timed in this process on the same steps). The last line
-is one JSON object.
+float64 B×N×N formulation over ours (both timed in this process on the same steps).
+
+Beside AU(PRC), every run reports micro/macro recall and F1 (at --threshold) of all evaluated nodes
+and of the rarest ones (bottom training-frequency quartile). ``--loss`` takes one or more of
+mcloss, weighted, weighted+focal-bma, weighted+focal-gmu (Xu et al. 2026, arXiv 2602.08986; the
+focal ones train a --members ensemble); ``--lpros`` oversamples the training set with LP-ROS. With a
+focal loss (or --ensemble-cost) the dropout-ensemble / full-ensemble time and memory ratios are
+measured too. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -27,15 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benthicnet_hf.hmc import (  # noqa: E402
+    LOSSES,
     REFERENCE_SETTINGS,
     HMCConfig,
+    ensemble_cost_ratio,
     epoch_time,
     find_splits,
     load_hmc,
     prior_auprc,
     train_and_evaluate,
 )
-from benthicnet_hf.hmc.train import LOSSES  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hmc"
 _TRAIN = re.compile(r"^(.+?)[._](?:train|Train|TRAIN)\.arff(?:\.gz)?$")
@@ -57,24 +65,49 @@ def resolve(dataset: str, data_dir: Path) -> Path:
     raise SystemExit(f"dataset {dataset!r}: no split files as a path prefix nor in {data_dir}")
 
 
-def run_dataset(prefix: Path, args: argparse.Namespace) -> dict:
-    name = prefix.name
-    overrides = dict(hidden=args.hidden, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                     loss=args.loss, imputation=args.imputation)
-    known = name.lower() in REFERENCE_SETTINGS
-    if known:
-        config = HMCConfig.reference(name, **overrides)
-    else:
-        print(f"[{name}] no reference settings: using --hidden/--lr/--epochs or the defaults", flush=True)
-        config = HMCConfig(**{k: v for k, v in overrides.items() if v is not None})
-    published = REFERENCE_SETTINGS[name.lower()][0] if known else None
+RARE_COLUMNS = ("rare_micro_recall", "rare_macro_recall", "rare_micro_f1", "rare_macro_f1",
+                "all_micro_recall", "all_macro_recall", "all_micro_f1", "all_macro_f1")
+
+
+def run_dataset(prefix: Path, args: argparse.Namespace) -> list[dict]:
+    """One row per ``--loss`` on dataset ``prefix``."""
     data = load_hmc(prefix)
-    print(f"[{name}] {data.hierarchy.num_nodes} nodes, {data.input_dim} features, rows "
+    rows = [run_loss(prefix.name, data, loss, args) for loss in args.loss]
+    if args.ensemble_cost or any("focal" in loss for loss in args.loss):
+        cost = ensemble_cost_ratio(data, make_config(prefix.name, args.loss[0], args), members=args.members)
+        print(f"[{prefix.name}] dropout / full ensemble (K={args.members}): time "
+              f"{cost['dropout_vs_full_time_ratio']:.2f}x, memory {cost['dropout_vs_full_memory_ratio']:.2f}x", flush=True)
+        for row in rows:
+            row.update(cost)
+    return rows
+
+
+def make_config(name: str, loss: str, args: argparse.Namespace) -> HMCConfig:
+    """Reference settings of ``name`` (when known) with the command-line overrides."""
+    overrides = dict(hidden=args.hidden, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                     loss=loss, imputation=args.imputation, members=args.members, ensemble=args.ensemble,
+                     lpros=args.lpros, lpros_percentage=args.lpros_percentage, threshold=args.threshold)
+    if name.lower() in REFERENCE_SETTINGS:
+        return HMCConfig.reference(name, **overrides)
+    print(f"[{name}] no reference settings: using --hidden/--lr/--epochs or the defaults", flush=True)
+    return HMCConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def run_loss(name: str, data, loss: str, args: argparse.Namespace) -> dict:
+    config = make_config(name, loss, args)
+    if loss != "mcloss":
+        config.loss_options = {"apply_to": args.apply_to}
+    known = name.lower() in REFERENCE_SETTINGS
+    published = REFERENCE_SETTINGS[name.lower()][0] if known else None
+    variant = loss + ("+lpros" if config.lpros else "")
+    print(f"[{name}] {variant}: {data.hierarchy.num_nodes} nodes, {data.input_dim} features, rows "
           f"{len(data.train.features)}/{0 if data.valid is None else len(data.valid.features)}/"
-          f"{len(data.test.features)}; hidden {config.hidden} lr {config.lr} epochs {config.epochs}", flush=True)
-    row: dict = {"dataset": name, "published": published, "epochs": config.epochs, "hidden": config.hidden,
-                 "lr": config.lr, "prior_auprc": round(prior_auprc(data), 4)}
-    if args.dense_timing:
+          f"{len(data.test.features)}; hidden {config.hidden} lr {config.lr} epochs {config.epochs} "
+          f"batch {config.batch_size} members {config.num_members}", flush=True)
+    row: dict = {"dataset": name, "loss": variant, "published": published, "epochs": config.epochs,
+                 "hidden": config.hidden, "lr": config.lr, "batch_size": config.batch_size,
+                 "members": config.num_members, "prior_auprc": round(prior_auprc(data), 4)}
+    if args.dense_timing and loss == "mcloss":
         ours = epoch_time(data, config, steps=args.timing_steps)
         config.dense = True
         dense = epoch_time(data, config, steps=args.timing_steps)
@@ -83,19 +116,27 @@ def run_dataset(prefix: Path, args: argparse.Namespace) -> dict:
                    dense_over_ours=round(dense / ours, 2))
         print(f"[{name}] per epoch ({args.timing_steps} timed steps): ours {ours:.2f} s, dense float64 "
               f"{dense:.2f} s, dense/ours {dense / ours:.1f}x", flush=True)
-    scores, times = [], []
+    scores, times, rare = [], [], []
     for seed in range(args.seed0, args.seed0 + args.seeds):
         config.seed = seed
         result = train_and_evaluate(data, config, log_every=args.log_every)
         scores.append(result.auprc)
         times.append(result.seconds_per_epoch)
-        print(f"[{name}] seed {seed}: AU(PRC) {result.auprc:.4f} (published {published}), "
-              f"{result.seconds_per_epoch:.2f} s/epoch, final loss {result.final_loss:.4f}", flush=True)
+        rare.append(result.metrics)
+        m = result.metrics
+        print(f"[{name}] {variant} seed {seed}: AU(PRC) {result.auprc:.4f} (published {published}), "
+              f"{result.seconds_per_epoch:.2f} s/epoch, final loss {result.final_loss:.4f}; "
+              f"rare ({m['rare_nodes']} nodes) R {m['rare_micro_recall']:.3f}/{m['rare_macro_recall']:.3f} "
+              f"F1 {m['rare_micro_f1']:.3f}/{m['rare_macro_f1']:.3f}; all R {m['all_micro_recall']:.3f}/"
+              f"{m['all_macro_recall']:.3f} F1 {m['all_micro_f1']:.3f}/{m['all_macro_f1']:.3f} (micro/macro)",
+              flush=True)
     if scores:
         mean = statistics.fmean(scores)
         std = statistics.stdev(scores) if len(scores) > 1 else 0.0
         row.update(seeds=len(scores), auprcs=[round(s, 4) for s in scores], auprc_mean=round(mean, 4),
-                   auprc_std=round(std, 4), s_per_epoch=round(statistics.fmean(times), 3))
+                   auprc_std=round(std, 4), s_per_epoch=round(statistics.fmean(times), 3),
+                   rare_nodes=rare[0]["rare_nodes"], threshold=config.threshold)
+        row.update({k: round(statistics.fmean(r[k] for r in rare), 4) for k in RARE_COLUMNS})
         if published is not None:
             row.update(diff=round(mean - published, 4), within_0_01=abs(mean - published) <= 0.01)
         print(f"[{name}] ours {mean:.4f} ± {std:.4f} over {len(scores)} seed(s) vs published {published}; "
@@ -114,7 +155,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--hidden", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--loss", choices=LOSSES, default="mcloss", help="training objective (see build_criterion)")
+    p.add_argument("--loss", choices=LOSSES, nargs="+", default=["mcloss"],
+                   help="training objective(s), run one after the other (see build_criterion)")
+    p.add_argument("--lpros", action="store_true", help="LP-ROS oversampling of the training set")
+    p.add_argument("--lpros-percentage", type=float, default=10.0, help="LP-ROS size increase P in percent")
+    p.add_argument("--members", type=int, default=4, help="ensemble size K of the focal losses")
+    p.add_argument("--ensemble", choices=("full", "dropout"), default="full",
+                   help="focal-loss ensemble: K networks or K MC-dropout passes of one")
+    p.add_argument("--apply-to", choices=("negative", "positive", "all"), default="negative",
+                   help="which bits get the node weight (negative: as the paper's public code)")
+    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold of recall/F1")
+    p.add_argument("--ensemble-cost", action="store_true",
+                   help="measure dropout/full ensemble time and memory (automatic with a focal loss)")
     p.add_argument("--imputation", choices=("fit", "per_split"), default="fit",
                    help="fit: train+valid means everywhere; per_split: each split's own means (reference parser)")
     p.add_argument("--dense-timing", action="store_true", help="also time the dense float64 formulation")
@@ -127,14 +179,19 @@ def main(argv: list[str] | None = None) -> dict:
         p.error("give exactly one of DATASET or --all")
     torch.set_num_threads(args.threads)
     prefixes = [args.data_dir / n for n in datasets_in(args.data_dir)] if args.all else [resolve(args.dataset, args.data_dir)]
-    rows = [run_dataset(prefix, args) for prefix in prefixes]
+    rows = [row for prefix in prefixes for row in run_dataset(prefix, args)]
     if rows:
-        print("\n| dataset | ours AU(PRC) | published | seeds | s/epoch | dense/ours |\n|---|---|---|---|---|---|")
+        print("\n| dataset | loss | ours AU(PRC) | published | seeds | s/epoch | dense/ours | rare R micro/macro "
+              "| rare F1 micro/macro | all R micro/macro | all F1 micro/macro |\n|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             ours = f"{r['auprc_mean']:.3f} ± {r['auprc_std']:.3f}" if "auprc_mean" in r else "-"
-            print(f"| {r['dataset']} | {ours} | {r['published']} | {r.get('seeds', 0)} | "
-                  f"{r.get('s_per_epoch', r.get('ours_timed_s_per_epoch', '-'))} | {r.get('dense_over_ours', '-')} |")
-    out = {"bench": "hmc", "metric": "micro AP (sklearn step-sum), non-root nodes", "results": rows}
+            pair = lambda a, b: f"{r[a]:.3f} / {r[b]:.3f}" if a in r else "-"  # noqa: E731
+            print(f"| {r['dataset']} | {r['loss']} | {ours} | {r['published']} | {r.get('seeds', 0)} | "
+                  f"{r.get('s_per_epoch', r.get('ours_timed_s_per_epoch', '-'))} | {r.get('dense_over_ours', '-')} | "
+                  f"{pair('rare_micro_recall', 'rare_macro_recall')} | {pair('rare_micro_f1', 'rare_macro_f1')} | "
+                  f"{pair('all_micro_recall', 'all_macro_recall')} | {pair('all_micro_f1', 'all_macro_f1')} |")
+    out = {"bench": "hmc", "metric": "micro AP (sklearn step-sum), non-root nodes; recall/F1 at threshold",
+           "results": rows}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     print(json.dumps(out))

@@ -12,6 +12,11 @@ the batch mean is the all-bits mean (no constant factor at all).
 
 ``dense=True`` swaps in the reference's dense float64 ``B×N×N`` formulation (constraint and loss)
 for the per-epoch time comparison.
+
+Rare-node variants (Xu et al. 2026, arXiv 2602.08986; :mod:`.rare`) share this one training loop:
+``loss`` ``"weighted"`` / ``"weighted+focal-bma"`` / ``"weighted+focal-gmu"`` swap the criterion
+(the focal ones train a ``members``-network ensemble, full or MC dropout, and predict with the mean
+of its coherent probabilities), and ``lpros=True`` draws each epoch from an :class:`LPROSSampler`.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from torch import Tensor, nn
 from ..constraint import dense_max_constraint, max_constraint
 from ..hierarchy import Hierarchy
 from ..losses import HierarchicalLoss
+from ..rare_nodes import LPROSSampler, ensemble_predict
 from .arff import HMCDataset
-from .network import HMCNetwork
 from .preprocess import preprocess_splits
+from .rare import RARE_LOSSES, MaskedRareLoss, build_network, focal_mode_of, rare_and_all_metrics
 
 #: lower-case dataset name → (published C-HMCNN AU(PRC), hidden, lr, epochs). Hyper-parameters from
 #: the reference ``main.py``; AU(PRC) from the paper's table (mean of 10 seeds).
@@ -56,7 +62,7 @@ REFERENCE_SETTINGS: dict[str, tuple[float, int, float, int]] = {
     "imclef07a": (0.956, 1000, 1e-5, 592),
     "imclef07d": (0.927, 1000, 1e-5, 588),
 }
-LOSSES = ("mcloss",)
+LOSSES = ("mcloss",) + RARE_LOSSES
 
 
 @dataclass
@@ -75,6 +81,16 @@ class HMCConfig:
     imputation: str = "fit"
     dense: bool = False
     loss_options: dict = field(default_factory=dict)
+    members: int = 4  #: ensemble size K of the focal losses (the others train one network)
+    ensemble: str = "full"  #: "full" (K networks) or "dropout" (K MC-dropout passes of one)
+    lpros: bool = False  #: LP-ROS oversampling of the training set (Charte et al. 2015)
+    lpros_percentage: float = 10.0
+    threshold: float = 0.5  #: decision threshold of the recall/F1 metrics
+
+    @property
+    def num_members(self) -> int:
+        """Networks (or passes) the loss sees: ``members`` for focal losses, else 1."""
+        return self.members if focal_mode_of(self.loss) else 1
 
     @classmethod
     def reference(cls, name: str, **overrides) -> "HMCConfig":
@@ -94,6 +110,7 @@ class HMCResult:
     epochs: int
     final_loss: float
     config: dict
+    metrics: dict = field(default_factory=dict)  #: rare_*/all_* recall and F1 (see :mod:`.rare`)
 
 
 class DenseMCLoss(nn.Module):
@@ -108,7 +125,7 @@ class DenseMCLoss(nn.Module):
         self.register_buffer("r", torch.as_tensor(hierarchy.dense_ancestor_matrix(), dtype=torch.float64))
         self.register_buffer("to_eval", torch.as_tensor(to_eval))
 
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, step: int = 0) -> Tensor:
         p = logits.sigmoid().double()
         y = targets.double()
         h = (1 - y) * dense_max_constraint(p, self.r) + y * dense_max_constraint(y * p, self.r)
@@ -123,25 +140,34 @@ class MaskedMCLoss(nn.Module):
         self.loss = HierarchicalLoss(hierarchy)
         self.register_buffer("mask", torch.as_tensor(to_eval, dtype=torch.float32).unsqueeze(0))
 
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, step: int = 0) -> Tensor:
         return self.loss(logits, targets, self.mask.expand_as(logits)).loss
 
 
 def build_criterion(
-    hierarchy: Hierarchy, to_eval: np.ndarray, kind: str = "mcloss", dense: bool = False, **options
+    hierarchy: Hierarchy, to_eval: np.ndarray, kind: str = "mcloss", dense: bool = False,
+    fit_targets: Tensor | np.ndarray | None = None, **options,
 ) -> nn.Module:
-    """The training objective ``(logits (B, N), targets (B, N)) → scalar``; the one place losses are chosen.
+    """The training objective ``(logits, targets (B, N), step=0) → scalar``; the one place losses are chosen.
 
     Args:
-        kind: ``"mcloss"`` (C-HMCNN's MCLoss). Further kinds (rare-node losses) plug in here.
-        dense: use the reference's dense float64 formulation instead of our scatter one.
-        options: loss-specific settings (none for ``"mcloss"``).
+        kind: ``"mcloss"`` (C-HMCNN's MCLoss) or a rare-node loss of :data:`.rare.RARE_LOSSES`
+            (logits ``(B, N)`` or ``(K, B, N)``).
+        dense: use the reference's dense float64 formulation instead of our scatter one (mcloss only).
+        fit_targets: ``(rows, N)`` training targets; rare-node losses compute their node weights from them.
+        options: loss-specific settings (none for ``"mcloss"``; :class:`.rare.MaskedRareLoss`'s otherwise).
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}; choose one of {LOSSES}")
-    if options:
-        raise ValueError(f"loss {kind!r} takes no options, got {sorted(options)}")
-    return DenseMCLoss(hierarchy, to_eval) if dense else MaskedMCLoss(hierarchy, to_eval)
+    if kind == "mcloss":
+        if options:
+            raise ValueError(f"loss {kind!r} takes no options, got {sorted(options)}")
+        return DenseMCLoss(hierarchy, to_eval) if dense else MaskedMCLoss(hierarchy, to_eval)
+    if dense:
+        raise ValueError(f"dense=True is the reference MCLoss formulation; loss {kind!r} has none")
+    if fit_targets is None:
+        raise ValueError(f"loss {kind!r} computes node weights from the training targets: pass fit_targets")
+    return MaskedRareLoss(hierarchy, to_eval, fit_targets, kind, **options)
 
 
 def prepare_tensors(data: HMCDataset, imputation: str = "fit") -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -173,32 +199,44 @@ def prior_auprc(data: HMCDataset) -> float:
     return micro_auprc(data.test.targets, p, data.to_eval)
 
 
-def predict(model: HMCNetwork, x: Tensor, dense_r: Tensor | None = None, chunk: int = 1024) -> Tensor:
-    """``(rows, N)`` coherent probabilities; with ``dense_r`` via the dense float64 formula."""
+def predict(
+    model: nn.Module, x: Tensor, ancestor_pairs: Tensor, dense_r: Tensor | None = None, chunk: int = 1024
+) -> Tensor:
+    """``(rows, N)`` coherent probabilities; with ``dense_r`` via the dense float64 formula.
+
+    A model returning ``(K, B, N)`` member logits is an ensemble: the mean of the members' coherent
+    probabilities (:func:`ensemble_predict`), itself coherent.
+    """
     model.eval()
     outs = []
     with torch.no_grad():
         for i in range(0, len(x), chunk):
             logits = model(x[i : i + chunk])
-            if dense_r is None:
-                outs.append(max_constraint(logits, model.constraint.ancestor_pairs).sigmoid())
+            if logits.dim() == 3:
+                outs.append(ensemble_predict(logits, ancestor_pairs).probs)
+            elif dense_r is None:
+                outs.append(max_constraint(logits, ancestor_pairs).sigmoid())
             else:
                 outs.append(dense_max_constraint(logits.sigmoid().double(), dense_r).float())
     return torch.cat(outs)
 
 
 def run_epoch(model: nn.Module, criterion: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
-              batch_size: int, max_steps: int | None = None) -> float:
-    """One shuffled pass (last batch partial, as the reference's DataLoader); returns the mean loss."""
+              batch_size: int, max_steps: int | None = None, order: Tensor | None = None, step0: int = 0) -> float:
+    """One pass (last batch partial, as the reference's DataLoader); returns the mean loss.
+
+    ``order``: the row indices of the epoch (an LP-ROS draw); default a fresh permutation.
+    ``step0``: global step of the first batch (the rare-node loss's scheduler).
+    """
     model.train()
-    perm = torch.randperm(len(x))
+    perm = torch.randperm(len(x)) if order is None else order
     total, steps = 0.0, 0
-    for start in range(0, len(x), batch_size):
+    for start in range(0, len(perm), batch_size):
         if max_steps is not None and steps >= max_steps:
             break
         idx = perm[start : start + batch_size]
         opt.zero_grad(set_to_none=True)
-        loss = criterion(model(x[idx]), y[idx])
+        loss = criterion(model(x[idx]), y[idx], step0 + steps)
         loss.backward()
         opt.step()
         total += loss.item()
@@ -206,39 +244,58 @@ def run_epoch(model: nn.Module, criterion: nn.Module, opt: torch.optim.Optimizer
     return total / max(steps, 1)
 
 
-def make_model(data: HMCDataset, config: HMCConfig) -> tuple[HMCNetwork, nn.Module, torch.optim.Optimizer]:
-    """Seeded network, criterion and Adam optimiser for ``config``."""
+def make_model(
+    data: HMCDataset, config: HMCConfig, fit_targets: Tensor | None = None
+) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """Seeded network (or ensemble), criterion and Adam optimiser for ``config``.
+
+    ``fit_targets``: ``(rows, N)`` training targets, needed by the rare-node losses' node weights.
+    """
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    model = HMCNetwork(data.input_dim, config.hidden, data.hierarchy, config.num_layers, config.dropout)
-    criterion = build_criterion(data.hierarchy, data.to_eval, config.loss, config.dense, **config.loss_options)
+    model = build_network(data.input_dim, config.hidden, data.hierarchy, config.num_layers, config.dropout,
+                          config.num_members, config.ensemble)
+    criterion = build_criterion(data.hierarchy, data.to_eval, config.loss, config.dense, fit_targets,
+                                **config.loss_options)
     # fused Adam: the same update rule in one kernel; the per-parameter loop dominates at batch 4
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     return model, criterion, opt
 
 
 def train_and_evaluate(data: HMCDataset, config: HMCConfig, log_every: int = 0) -> HMCResult:
-    """Train on train+valid, evaluate micro AU(PRC) on test; asserts coherent test predictions."""
+    """Train on train+valid, evaluate on test: micro AU(PRC) and rare/all-node recall and F1.
+
+    Asserts coherent test predictions.
+    """
     x_fit, y_fit, x_test, y_test = prepare_tensors(data, config.imputation)
-    model, criterion, opt = make_model(data, config)
-    seconds, loss = 0.0, float("nan")
+    model, criterion, opt = make_model(data, config, y_fit)
+    sampler = None
+    if config.lpros:
+        known = np.broadcast_to(data.to_eval, y_fit.shape)  # roots are not part of any label set
+        sampler = LPROSSampler(y_fit, known, config.lpros_percentage, seed=config.seed)
+    seconds, loss, step = 0.0, float("nan"), 0
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
-        loss = run_epoch(model, criterion, opt, x_fit, y_fit, config.batch_size)
+        order = None if sampler is None else torch.as_tensor(list(sampler))  # reshuffled per epoch
+        loss = run_epoch(model, criterion, opt, x_fit, y_fit, config.batch_size, order=order, step0=step)
+        step += -(-len(x_fit if order is None else order) // config.batch_size)
         seconds += time.perf_counter() - t0
         if log_every and (epoch + 1) % log_every == 0:
             print(f"  epoch {epoch + 1}/{config.epochs} loss {loss:.4f} {seconds / (epoch + 1):.2f} s/epoch", flush=True)
     dense_r = criterion.r if isinstance(criterion, DenseMCLoss) else None
-    p = predict(model, x_test, dense_r)
+    pairs = torch.as_tensor(data.hierarchy.ancestor_pairs, dtype=torch.long)
+    p = predict(model, x_test, pairs, dense_r)
     check_coherent(p, data.hierarchy)
-    auprc = micro_auprc(y_test.numpy(), p.numpy(), data.to_eval)
-    return HMCResult(auprc, seconds / max(config.epochs, 1), config.epochs, loss, asdict(config))
+    y_np, p_np = y_test.numpy(), p.numpy()
+    auprc = micro_auprc(y_np, p_np, data.to_eval)
+    metrics = rare_and_all_metrics(y_np, p_np, y_fit.numpy(), data.to_eval, config.threshold)
+    return HMCResult(auprc, seconds / max(config.epochs, 1), config.epochs, loss, asdict(config), metrics)
 
 
 def epoch_time(data: HMCDataset, config: HMCConfig, steps: int = 50) -> float:
     """Seconds per full epoch, extrapolated from ``steps`` timed training steps (after 5 warm-up steps)."""
     x_fit, y_fit, _, _ = prepare_tensors(data, config.imputation)
-    model, criterion, opt = make_model(data, config)
+    model, criterion, opt = make_model(data, config, y_fit)
     run_epoch(model, criterion, opt, x_fit, y_fit, config.batch_size, max_steps=5)
     t0 = time.perf_counter()
     run_epoch(model, criterion, opt, x_fit, y_fit, config.batch_size, max_steps=steps)

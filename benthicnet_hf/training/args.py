@@ -52,6 +52,14 @@ class FinetuneArguments:
     head_hidden_dim: int = field(default=2048, metadata=_help("hidden width of each head's MLP (0 = linear)"))
     head_dropout: float = field(default=0.7, metadata=_help("dropout inside each head"))
     image_size: int = field(default=224, metadata=_help("encoder input side in pixels"))
+    init_head_bias: str = field(default="prior", metadata=_help(
+        "output bias of fresh heads: prior (logit of each node's known-bit training frequency) | zero"))
+
+    # ------------------------------------------------------------ rare nodes
+    lpros: float | None = field(default=None, metadata=_help(
+        "LP-ROS oversampling of the training set by PERCENT (rare_nodes.LPROSSampler)"))
+    node_weights: str | None = field(default=None, metadata=_help(
+        "per-node loss weights stored in config.node_weights: imbalance (rare_nodes.imbalance_weights)"))
 
     # ---------------------------------------------------------- optimisation
     learning_rate: float = field(default=3e-5, metadata=_help("AdamW peak learning rate"))
@@ -105,6 +113,12 @@ class FinetuneArguments:
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.init_head_bias not in ("prior", "zero"):
+            raise ValueError(f"--init_head_bias must be prior|zero, got {self.init_head_bias!r}")
+        if self.lpros is not None and not self.lpros >= 0:
+            raise ValueError(f"--lpros must be a percentage >= 0, got {self.lpros}")
+        if self.node_weights not in (None, "imbalance"):
+            raise ValueError(f"--node_weights must be imbalance, got {self.node_weights!r}")
         if self.encoder_kwargs:
             kwargs = json.loads(self.encoder_kwargs)
             if not isinstance(kwargs, dict):

@@ -107,13 +107,18 @@ def load_splits(args: Any, accelerator: Any, hierarchy: Hierarchy) -> datasets.D
     return data
 
 
-def build_model(args: Any, hierarchy: Hierarchy) -> Any:
-    """A new model (timm encoder, optional ``--encoder_checkpoint``) or one loaded from ``--init_from``."""
+def build_model(args: Any, hierarchy: Hierarchy, node_weights: list[float] | None = None) -> Any:
+    """A new model (timm encoder, optional ``--encoder_checkpoint``) or one loaded from ``--init_from``.
+
+    ``node_weights`` (``(N,)``, e.g. from ``--node_weights imbalance``) go into ``config.node_weights``
+    before the model is built, so the model's loss and its saved config both carry them.
+    """
     from ..configuration_benthicnet import BenthicNetConfig
     from ..modeling_benthicnet import BenthicNetForHierarchicalClassification
 
     if args.init_from:
-        model = BenthicNetForHierarchicalClassification.from_pretrained(args.init_from, dtype=torch.float32)
+        extra = {} if node_weights is None else {"node_weights": node_weights}
+        model = BenthicNetForHierarchicalClassification.from_pretrained(args.init_from, dtype=torch.float32, **extra)
         if model.config.get_hierarchy().labels != hierarchy.labels:
             raise ValueError(f"--init_from {args.init_from}: its hierarchy ({model.config.num_nodes} nodes) differs "
                              f"from the data's ({hierarchy.num_nodes} nodes); pass the matching --hierarchy")
@@ -123,7 +128,7 @@ def build_model(args: Any, hierarchy: Hierarchy) -> Any:
     config = BenthicNetConfig(
         encoder_name=args.encoder, encoder_kwargs=args.encoder_kwargs_dict, hierarchy=hierarchy.to_list(),
         head_hidden_dim=args.head_hidden_dim, head_dropout=args.head_dropout, freeze_encoder=args.linear_probe,
-        image_size=args.image_size,
+        image_size=args.image_size, node_weights=node_weights,
     )
     model = BenthicNetForHierarchicalClassification(config)
     if args.encoder_checkpoint:
@@ -166,8 +171,12 @@ def with_row_index(ds: datasets.Dataset) -> datasets.Dataset:
 
 
 def make_dataloaders(args: Any, data: datasets.DatasetDict, hierarchy: Hierarchy, config: Any,
-                     counter: EpochCounter) -> dict[str, DataLoader]:
-    """train (shuffled, augmented, keyed), validation and test (eval transform) loaders."""
+                     counter: EpochCounter, train_sampler: Any = None) -> dict[str, DataLoader]:
+    """train (shuffled, augmented, keyed), validation and test (eval transform) loaders.
+
+    ``train_sampler`` (e.g. LP-ROS) replaces the shuffle; it must order rows by ``(seed, epoch)``
+    alone so that every process and a resumed run see the same order.
+    """
     from ..data.transforms import collate_hml, eval_transform, hml_transform, train_transform
 
     size, mean, std = int(config.image_size), tuple(config.image_mean), tuple(config.image_std)
@@ -178,11 +187,14 @@ def make_dataloaders(args: Any, data: datasets.DatasetDict, hierarchy: Hierarchy
         train = split == "train"
         ds = with_row_index(data[split]).with_transform(
             keyed_transform(train_tf if train else eval_tf, args.seed, counter if train else None))
+        sampler = train_sampler if train else None
+        rows = len(sampler) if sampler is not None else len(ds)
         loaders[split] = DataLoader(
             ds, batch_size=args.per_device_train_batch_size if train else args.eval_batch_size,
-            shuffle=train, collate_fn=collate_hml, num_workers=args.dataloader_num_workers,
+            shuffle=train and sampler is None, sampler=sampler, collate_fn=collate_hml,
+            num_workers=args.dataloader_num_workers,
             # one sample left alone in a last batch breaks BatchNorm in the heads
-            drop_last=train and len(ds) % args.per_device_train_batch_size == 1,
+            drop_last=train and rows % args.per_device_train_batch_size == 1,
         )
     return loaders
 

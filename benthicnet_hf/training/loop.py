@@ -1,7 +1,8 @@
 """The fine-tuning loop with accelerate: train, evaluate every epoch, keep the best, report on test.
 
 Runs unchanged on 1..N processes (``accelerate launch``). Determinism for resuming: the data order
-comes from accelerate's seedable sampler (seed + epoch), the augmentation is keyed by
+comes from accelerate's seedable sampler (seed + epoch) or, with ``--lpros``, from the LP-ROS
+sampler keyed by (seed, epoch) (see :mod:`.rare_node_options`), the augmentation is keyed by
 ``(seed, epoch, rows)`` (see :mod:`.components`) and the global generators (dropout) are reseeded
 from ``(seed, step, process)`` before every forward pass, so a run resumed from a checkpoint
 continues exactly like the uninterrupted run.
@@ -26,7 +27,9 @@ from .args import FinetuneArguments
 from .checkpointing import TrainingState, find_checkpoint, save_checkpoint
 from .components import (EpochCounter, build_model, keyed_seed, label_matrices, load_hierarchy, load_splits,
                          make_dataloaders, reseed_all)
+from .head_init import init_head_biases
 from .publish import push_final, save_final
+from .rare_node_options import EpochKeyedLPROSSampler, node_imbalance_weights
 from .evaluation import evaluate_split, lookup_metric, prior_baseline, scalar_metrics
 
 logger = logging.getLogger(__name__)
@@ -92,9 +95,17 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     set_seed(args.seed)
     hierarchy = load_hierarchy(args)
     data = load_splits(args, accelerator, hierarchy)
-    model = build_model(args, hierarchy)
+    train_y, train_m = label_matrices(data["train"], hierarchy)
+    weights = node_imbalance_weights(hierarchy, train_y, train_m) if args.node_weights == "imbalance" else None
+    model = build_model(args, hierarchy, node_weights=weights)
+    if not (args.init_from or args.resume_from_checkpoint):  # fresh heads only
+        init_head_biases(model, train_y, train_m, how=args.init_head_bias)
     counter = EpochCounter()
-    loaders = make_dataloaders(args, data, hierarchy, model.config, counter)
+    sampler = None
+    if args.lpros is not None:
+        sampler = EpochKeyedLPROSSampler(train_y, train_m, args.lpros, args.seed, counter)
+        accelerator.print(f"LP-ROS {args.lpros}%: {sampler.num_clones} clones, {len(sampler)} training rows per epoch")
+    loaders = make_dataloaders(args, data, hierarchy, model.config, counter, train_sampler=sampler)
 
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.learning_rate, args.head_learning_rate),
                                   lr=args.learning_rate,
@@ -154,7 +165,6 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     if best_dir.exists():
         _load_best(accelerator, model, best_dir)
     test_metrics, test_count = evaluate_split(model, test_dl, accelerator, hierarchy, args.threshold, desc="test")
-    train_y, train_m = label_matrices(data["train"], hierarchy)
     test_y, test_m = label_matrices(data["test"], hierarchy)
     baseline = prior_baseline(train_y, train_m, test_y, test_m, hierarchy, args.threshold)
     result = {"test": test_metrics, "baseline": baseline, "history": state.history, "best_epoch": state.best_epoch,
