@@ -20,6 +20,9 @@ BENTHICNET_STD = (0.219, 0.215, 0.209)
 #: :mod:`benthicnet_hf.heads` (single-path tree heads only).
 HEAD_TYPES = ("mcm", "per_level", "masked_per_level", "marginalisation", "hsoftmax")
 
+#: Which bits of an ``"mcm"`` head's loss ``node_weights`` multiply (``rare_nodes.weights.bit_weights``).
+NODE_WEIGHT_BITS = ("negative", "positive", "all")
+
 
 class BenthicNetConfig(PretrainedConfig):
     r"""Configuration of :class:`BenthicNetForHierarchicalClassification`.
@@ -47,7 +50,13 @@ class BenthicNetConfig(PretrainedConfig):
         image_mean / image_std (`list[float]`): RGB normalisation (BenthicNet statistics).
         crop_pct (`float`, defaults to 0.875): eval resize is ``image_size / crop_pct`` on the
             shortest edge, then a centre crop (timm's eval transform).
-        node_weights (`list[float]`, *optional*): per-node loss multipliers, ``(num_nodes,)``.
+        node_weights (`list[float]`, *optional*): per-node loss multipliers, ``(num_nodes,)``, e.g. the
+            imbalance weights of ``rare_nodes.imbalance_weights`` (stored here so that a saved model
+            reproduces its training objective).
+        node_weights_apply_to (`str`, defaults to ``"negative"``): for ``head_type="mcm"``, which bits
+            the node weight multiplies: ``"negative"`` (``y = 0`` bits, what the rare-node paper's
+            public code does in effect), ``"positive"`` or ``"all"``. The ETHEC head types weight
+            the labelled node's term.
         problem_type (`str`): always ``"multi_label_classification"``.
         kwargs: passed to ``PretrainedConfig`` (``id2label``/``label2id`` are derived from the
             hierarchy: ``"head: key"`` per node; given ones must agree).
@@ -69,6 +78,7 @@ class BenthicNetConfig(PretrainedConfig):
         image_std: list[float] | tuple[float, ...] = BENTHICNET_STD,
         crop_pct: float = 0.875,
         node_weights: list[float] | None = None,
+        node_weights_apply_to: str = "negative",
         **kwargs: Any,
     ) -> None:
         if isinstance(hierarchy, Hierarchy):
@@ -88,6 +98,8 @@ class BenthicNetConfig(PretrainedConfig):
         if node_weights is not None and len(node_weights) != hier.num_nodes:
             raise ValueError(f"node_weights has {len(node_weights)} entries, the hierarchy has "
                              f"{hier.num_nodes} nodes")
+        if node_weights_apply_to not in NODE_WEIGHT_BITS:
+            raise ValueError(f"node_weights_apply_to must be one of {NODE_WEIGHT_BITS}, got {node_weights_apply_to!r}")
         for name, stat in (("image_mean", image_mean), ("image_std", image_std)):
             if len(stat) != 3:
                 raise ValueError(f"{name} must have 3 (RGB) values, got {list(stat)}")
@@ -104,6 +116,7 @@ class BenthicNetConfig(PretrainedConfig):
         self.image_std = [float(v) for v in image_std]
         self.crop_pct = float(crop_pct)
         self.node_weights = None if node_weights is None else [float(w) for w in node_weights]
+        self.node_weights_apply_to = node_weights_apply_to
 
         labels = hier.labels
         id2label = {i: name for i, name in enumerate(labels)}

@@ -193,6 +193,9 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
             "node_weights", None if weights is None else torch.tensor(weights, dtype=torch.float32),
             persistent=False,
         )
+        # MCLoss weights bits, not nodes: rare_nodes.weights.bit_weights maps node weights to the bits
+        # of config.node_weights_apply_to (only needed for training with weights)
+        self._bit_weights = _bit_weights_function() if weights is not None and config.head_type == "mcm" else None
         self.set_encoder_frozen(config.freeze_encoder)
         self.post_init()
 
@@ -251,7 +254,10 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         loss = None
         if labels is not None:
             mask = torch.ones_like(labels) if label_mask is None else label_mask
-            loss = self.criterion(logits.float(), labels.float(), mask, self.node_weights).loss
+            weights = self.node_weights
+            if self._bit_weights is not None:
+                weights = self._bit_weights(weights, labels, self.config.node_weights_apply_to)
+            loss = self.criterion(logits.float(), labels.float(), mask, weights).loss
 
         out = BenthicNetClassifierOutput(
             loss=loss, logits=logits, probabilities=probabilities, features=features,
@@ -311,6 +317,15 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
                 config = BenthicNetConfig.from_pretrained(pretrained_model_name_or_path)
             detail = head_shape_mismatch(pretrained_model_name_or_path, config)
             raise ValueError(detail or f"the checkpoint does not match the config: {err}") from err
+
+
+def _bit_weights_function() -> Any:
+    """``rare_nodes.weights.bit_weights``: a sibling package when installed, else the installed package
+    (remote code copies only this file's direct relative imports)."""
+    try:
+        return importlib.import_module(".rare_nodes.weights", __package__).bit_weights
+    except ImportError:
+        return importlib.import_module("benthicnet_hf.rare_nodes.weights").bit_weights
 
 
 def head_shape_mismatch(folder: str | Path, config: BenthicNetConfig) -> str | None:

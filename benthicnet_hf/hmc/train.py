@@ -15,8 +15,9 @@ for the per-epoch time comparison.
 
 Rare-node variants (Xu et al. 2026, arXiv 2602.08986; :mod:`.rare`) share this one training loop:
 ``loss`` ``"weighted"`` / ``"weighted+focal-bma"`` / ``"weighted+focal-gmu"`` swap the criterion
-(the focal ones train a ``members``-network ensemble, full or MC dropout, and predict with the mean
-of its coherent probabilities), and ``lpros=True`` draws each epoch from an :class:`LPROSSampler`.
+(the focal ones train a ``members``-member ensemble — K output layers on a shared body as in the
+paper, K full networks, or K MC-dropout passes — and predict with the mean of its coherent
+probabilities), and ``lpros=True`` draws each epoch from an :class:`LPROSSampler`.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class HMCConfig:
     dense: bool = False
     loss_options: dict = field(default_factory=dict)
     members: int = 4  #: ensemble size K of the focal losses (the others train one network)
-    ensemble: str = "full"  #: "full" (K networks) or "dropout" (K MC-dropout passes of one)
+    ensemble: str = "heads"  #: "heads" (K output layers, shared body), "full" (K networks), "dropout" (MC)
     lpros: bool = False  #: LP-ROS oversampling of the training set (Charte et al. 2015)
     lpros_percentage: float = 10.0
     threshold: float = 0.5  #: decision threshold of the recall/F1 metrics
