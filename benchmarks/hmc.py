@@ -66,7 +66,8 @@ def resolve(dataset: str, data_dir: Path) -> Path:
 
 
 RARE_COLUMNS = ("rare_micro_recall", "rare_macro_recall", "rare_micro_f1", "rare_macro_f1",
-                "all_micro_recall", "all_macro_recall", "all_micro_f1", "all_macro_f1")
+                "all_micro_recall", "all_macro_recall", "all_micro_f1", "all_macro_f1",
+                "all_macro_recall_zero", "all_macro_f1_zero", "rare_macro_recall_zero", "rare_macro_f1_zero")
 
 
 def run_dataset(prefix: Path, args: argparse.Namespace) -> list[dict]:
@@ -110,9 +111,14 @@ def run_loss(name: str, data, loss: str, args: argparse.Namespace) -> dict:
                  "hidden": config.hidden, "lr": config.lr, "batch_size": config.batch_size,
                  "members": config.num_members, "prior_auprc": round(prior_auprc(data), 4)}
     if args.dense_timing and loss == "mcloss":
-        ours = epoch_time(data, config, steps=args.timing_steps)
-        config.dense = True
-        dense = epoch_time(data, config, steps=args.timing_steps)
+        # alternate the two formulations and keep each one's best round: a shared, noisy machine
+        # slows whichever runs during a burst, and the minimum is the least disturbed estimate
+        ours, dense = float("inf"), float("inf")
+        for _ in range(args.timing_rounds):
+            config.dense = False
+            ours = min(ours, epoch_time(data, config, steps=args.timing_steps))
+            config.dense = True
+            dense = min(dense, epoch_time(data, config, steps=args.timing_steps))
         config.dense = False
         row.update(ours_timed_s_per_epoch=round(ours, 3), dense_s_per_epoch=round(dense, 3),
                    dense_over_ours=round(dense / ours, 2))
@@ -174,6 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="fit: train+valid means everywhere; per_split: each split's own means (reference parser)")
     p.add_argument("--dense-timing", action="store_true", help="also time the dense float64 formulation")
     p.add_argument("--timing-steps", type=int, default=50)
+    p.add_argument("--timing-rounds", type=int, default=3,
+                   help="alternating ours/dense timing rounds; the best round of each is reported")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--log-every", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the result object here")
@@ -185,14 +193,16 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [row for prefix in prefixes for row in run_dataset(prefix, args)]
     if rows:
         print("\n| dataset | loss | ours AU(PRC) | published | seeds | s/epoch | dense/ours | rare R micro/macro "
-              "| rare F1 micro/macro | all R micro/macro | all F1 micro/macro |\n|---|---|---|---|---|---|---|---|---|---|---|")
+              "| rare F1 micro/macro | all R micro/macro | all F1 micro/macro | all R/F1 macro, empty nodes = 0 |"
+              "\n|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             ours = f"{r['auprc_mean']:.3f} ± {r['auprc_std']:.3f}" if "auprc_mean" in r else "-"
             pair = lambda a, b: f"{r[a]:.3f} / {r[b]:.3f}" if a in r else "-"  # noqa: E731
             print(f"| {r['dataset']} | {r['loss']} | {ours} | {r['published']} | {r.get('seeds', 0)} | "
                   f"{r.get('s_per_epoch', r.get('ours_timed_s_per_epoch', '-'))} | {r.get('dense_over_ours', '-')} | "
                   f"{pair('rare_micro_recall', 'rare_macro_recall')} | {pair('rare_micro_f1', 'rare_macro_f1')} | "
-                  f"{pair('all_micro_recall', 'all_macro_recall')} | {pair('all_micro_f1', 'all_macro_f1')} |")
+                  f"{pair('all_micro_recall', 'all_macro_recall')} | {pair('all_micro_f1', 'all_macro_f1')} | "
+                  f"{pair('all_macro_recall_zero', 'all_macro_f1_zero')} |")
     out = {"bench": "hmc", "metric": "micro AP (sklearn step-sum), non-root nodes; recall/F1 at threshold",
            "results": rows}
     if args.json:

@@ -6,6 +6,13 @@ several), the deepest confident node (``{head}_deepest``) and its score (``{head
 image that cannot be read gets a row with its ``error`` (and is named on stderr): never skipped.
 The exit status is 1 when any image failed, 0 otherwise.
 
+Ensembles: ``--uncertainty`` adds ``{head}_uncertainty``, the ensemble's per-node uncertainty
+(``--uncertainty_mode``, default the model's ``config.uncertainty``, e.g. bBMA) of the
+``{head}_deepest`` node (empty when the head predicts nothing). It needs a model with
+``ensemble_size > 1`` or MC dropout: ``--mc_dropout N`` runs the heads ``N`` times with dropout on
+(any model with head dropout; the passes are seeded by ``--seed``). Scores are then the members'
+mean coherent probabilities.
+
 New subcommands register in :func:`build_parser`.
 """
 
@@ -57,16 +64,42 @@ def load_model(model_id: str, device: str) -> tuple[Any, Any]:
     return model.to(device).eval(), processor
 
 
-def prediction_columns(head_names: Sequence[str]) -> list[str]:
+def prediction_columns(head_names: Sequence[str], uncertainty: bool = False) -> list[str]:
     cols = ["image", "error"]
     for head in head_names:
         cols += [f"{head}_paths", f"{head}_deepest", f"{head}_score"]
+        if uncertainty:
+            cols.append(f"{head}_uncertainty")
     return cols
 
 
+def configure_ensemble(model: Any, uncertainty: bool, mc_dropout: int | None = None,
+                       mode: str | None = None) -> None:
+    """Apply ``--mc_dropout`` / ``--uncertainty`` / ``--uncertainty_mode`` to a loaded model (eval mode).
+
+    Raises:
+        ValueError: uncertainty asked of a model without ensemble members (no ``ensemble_size > 1``,
+            no MC dropout), an unknown mode, or MC dropout on heads without dropout.
+    """
+    from .configuration_benthicnet import canonical_uncertainty
+
+    if mc_dropout is not None:
+        model.set_mc_dropout(mc_dropout)
+    if mode is not None:
+        model.config.uncertainty = canonical_uncertainty(mode)
+    if uncertainty and not model.has_members():
+        raise ValueError("--uncertainty needs an ensemble: the model has ensemble_size=1 and no MC dropout; "
+                         "add --mc_dropout N (N dropout passes) or use a model trained with --ensemble_size K")
+
+
 def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size: int = 32,
-                   threshold: float = 0.5, progress: bool = True) -> Iterator[dict[str, Any]]:
-    """Yield one CSV row (dict) per file, in order; unreadable files get an ``error`` row."""
+                   threshold: float = 0.5, progress: bool = True, uncertainty: bool = False
+                   ) -> Iterator[dict[str, Any]]:
+    """Yield one CSV row (dict) per file, in order; unreadable files get an ``error`` row.
+
+    With ``uncertainty``, each head also gets ``{head}_uncertainty``: the model output's per-node
+    ``uncertainty`` of the ``{head}_deepest`` node ("" when the head predicts nothing).
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -90,28 +123,40 @@ def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size
         if images:
             pixel_values = processor(images, return_tensors="pt")["pixel_values"].to(device)
             with torch.no_grad():
-                probs = model(pixel_values=pixel_values).probabilities
-            for row, pred in zip(ok, predict_paths(hierarchy, probs, threshold)):
+                out = model(pixel_values=pixel_values)
+            if uncertainty and out.uncertainty is None:
+                raise ValueError("the model returned no uncertainty (ensemble_size=1 without MC dropout)")
+            unc = out.uncertainty.float().cpu().numpy() if uncertainty else None
+            for i, (row, pred) in enumerate(zip(ok, predict_paths(hierarchy, out.probabilities, threshold))):
                 for head, p in pred.items():
                     row[f"{head}_paths"] = "; ".join(p["paths"])
                     row[f"{head}_deepest"] = p["deepest"] or ""
                     row[f"{head}_score"] = "" if p["score"] is None else f"{p['score']:.6f}"
+                    if unc is not None:
+                        deepest = p["deepest"]
+                        row[f"{head}_uncertainty"] = (
+                            "" if deepest is None else f"{unc[i, hierarchy.index(head, deepest)]:.6f}")
         bar.update(len(chunk))
         yield from rows
     bar.close()
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
     files = collect_images(args.images)
     model, processor = load_model(args.model, args.device)
+    configure_ensemble(model, args.uncertainty, args.mc_dropout, args.uncertainty_mode)
+    torch.manual_seed(args.seed)  # MC dropout masks
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = 0
     with open(out, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=prediction_columns(model.config.get_hierarchy().head_names))
+        columns = prediction_columns(model.config.get_hierarchy().head_names, uncertainty=args.uncertainty)
+        writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in predict_images(model, processor, files, args.batch_size, args.threshold,
-                                  progress=not args.no_progress):
+                                  progress=not args.no_progress, uncertainty=args.uncertainty):
             failed += bool(row["error"])
             writer.writerow(row)
     print(f"wrote {len(files)} rows to {out}" + (f"; {failed} image(s) could not be read (see the "
@@ -130,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="a node is predicted when its score >= this")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="add {head}_uncertainty (ensembles / MC dropout): the uncertainty of the deepest "
+                        "predicted node")
+    p.add_argument("--uncertainty_mode", default=None, metavar="MODE",
+                   help="bma | predictive | aleatoric | epistemic | gmu (default: the model's config.uncertainty)")
+    p.add_argument("--mc_dropout", type=int, default=None, metavar="N",
+                   help="MC dropout: average N passes with the heads' dropout on (0 = off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MC dropout masks")
     p.set_defaults(func=cmd_predict)
     return parser
 

@@ -6,6 +6,7 @@ Remote-code safe: imports only installed packages and relative siblings, so the 
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -22,6 +23,33 @@ HEAD_TYPES = ("mcm", "per_level", "masked_per_level", "marginalisation", "hsoftm
 
 #: Which bits of an ``"mcm"`` head's loss ``node_weights`` multiply (``rare_nodes.weights.bit_weights``).
 NODE_WEIGHT_BITS = ("negative", "positive", "all")
+
+#: Per-node ensemble uncertainty measures (``rare_nodes.uncertainty.MODES``; repeated here because a
+#: remote-code config may not import the package) and the public code's aliases for them.
+UNCERTAINTY_MODES = ("bma", "predictive", "aleatoric", "epistemic", "gmu")
+UNCERTAINTY_ALIASES = {"mean": "bma", "bbma": "bma", "pcs": "gmu", "vgmu": "gmu", "js": "epistemic"}
+
+
+def canonical_uncertainty(mode: str) -> str:
+    """The canonical name of an uncertainty mode (aliases accepted, case-insensitive)."""
+    name = UNCERTAINTY_ALIASES.get(str(mode).lower(), str(mode).lower())
+    if name not in UNCERTAINTY_MODES:
+        raise ValueError(f"uncertainty must be one of {UNCERTAINTY_MODES} (aliases {sorted(UNCERTAINTY_ALIASES)}), "
+                         f"got {mode!r}")
+    return name
+
+
+def check_ensemble(head_type: str, head_dropout: float, ensemble_size: Any, dropout_samples: Any) -> None:
+    """Clear errors for ensemble settings the model cannot run (see :class:`BenthicNetConfig`)."""
+    for name, value, low in (("ensemble_size", ensemble_size, 1), ("ensemble_dropout_samples", dropout_samples, 0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if (ensemble_size > 1 or dropout_samples > 0) and head_type != "mcm":
+        raise ValueError(f"ensembles (ensemble_size={ensemble_size}, ensemble_dropout_samples={dropout_samples}) "
+                         f"need head_type='mcm', got {head_type!r}")
+    if dropout_samples > 0 and not head_dropout > 0:
+        raise ValueError(f"MC dropout (ensemble_dropout_samples={dropout_samples}) needs head_dropout > 0, "
+                         f"got {head_dropout}")
 
 
 class BenthicNetConfig(PretrainedConfig):
@@ -57,6 +85,15 @@ class BenthicNetConfig(PretrainedConfig):
             the node weight multiplies: ``"negative"`` (``y = 0`` bits, what the rare-node paper's
             public code does in effect), ``"positive"`` or ``"all"``. The ETHEC head types weight
             the labelled node's term.
+        ensemble_size (`int`, defaults to 1): ``K`` independent copies of the whole head stack over the
+            shared encoder, computed batched (stacked weights ``(K, out, in)``; ``head_type="mcm"``
+            only). Each member is trained on every batch; the loss is the mean of the members' losses.
+        ensemble_dropout_samples (`int`, defaults to 0): MC dropout: in eval mode, every member's heads
+            run this many times with dropout active (``K · S`` members in all); 0 = off. Needs
+            ``head_dropout > 0``.
+        uncertainty (`str`, defaults to ``"bma"``): the per-node uncertainty reported for ensembles
+            and MC dropout, one of ``"bma"`` (bBMA, ``1 − |2 p̄ − 1|``), ``"predictive"``,
+            ``"aleatoric"``, ``"epistemic"``, ``"gmu"`` (see ``rare_nodes.uncertainty``).
         problem_type (`str`): always ``"multi_label_classification"``.
         kwargs: passed to ``PretrainedConfig`` (``id2label``/``label2id`` are derived from the
             hierarchy: ``"head: key"`` per node; given ones must agree).
@@ -79,6 +116,9 @@ class BenthicNetConfig(PretrainedConfig):
         crop_pct: float = 0.875,
         node_weights: list[float] | None = None,
         node_weights_apply_to: str = "negative",
+        ensemble_size: int = 1,
+        ensemble_dropout_samples: int = 0,
+        uncertainty: str = "bma",
         **kwargs: Any,
     ) -> None:
         if isinstance(hierarchy, Hierarchy):
@@ -100,6 +140,8 @@ class BenthicNetConfig(PretrainedConfig):
                              f"{hier.num_nodes} nodes")
         if node_weights_apply_to not in NODE_WEIGHT_BITS:
             raise ValueError(f"node_weights_apply_to must be one of {NODE_WEIGHT_BITS}, got {node_weights_apply_to!r}")
+        check_ensemble(head_type, head_dropout, ensemble_size, ensemble_dropout_samples)
+        uncertainty = canonical_uncertainty(uncertainty)
         for name, stat in (("image_mean", image_mean), ("image_std", image_std)):
             if len(stat) != 3:
                 raise ValueError(f"{name} must have 3 (RGB) values, got {list(stat)}")
@@ -117,6 +159,9 @@ class BenthicNetConfig(PretrainedConfig):
         self.crop_pct = float(crop_pct)
         self.node_weights = None if node_weights is None else [float(w) for w in node_weights]
         self.node_weights_apply_to = node_weights_apply_to
+        self.ensemble_size = int(ensemble_size)
+        self.ensemble_dropout_samples = int(ensemble_dropout_samples)
+        self.uncertainty = uncertainty
 
         labels = hier.labels
         id2label = {i: name for i, name in enumerate(labels)}

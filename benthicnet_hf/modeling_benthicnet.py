@@ -4,19 +4,26 @@
 max-constraint (C-HMCNN) → coherent probabilities (B, N)``. Node order is the hierarchy's global
 layout (``config.id2label``).
 
+Ensembles (``config.ensemble_size = K > 1`` and/or MC dropout, ``config.ensemble_dropout_samples``)
+run ``M`` members over the shared features, ``(M, B, N)`` logits, and report the mean of the
+members' coherent probabilities with a per-node uncertainty. They use ``benthicnet_hf.rare_nodes``
+(imported from the installed package when this file runs as remote code).
+
 Remote-code safe: this file imports only installed packages and relative siblings, so
 ``save_pretrained`` can copy it next to the weights (``trust_remote_code=True`` loading).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
-from collections import OrderedDict
 import importlib
+import inspect
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import timm
 import torch
@@ -25,7 +32,7 @@ from transformers import AutoConfig, AutoModelForImageClassification, PreTrained
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_benthicnet import BenthicNetConfig
+from .configuration_benthicnet import BenthicNetConfig, check_ensemble
 from .constraint import MaxConstraint
 from .hierarchy import Hierarchy
 from .losses import HierarchicalLoss
@@ -42,6 +49,15 @@ class BenthicNetClassifierOutput(ModelOutput):
             scores above any of its ancestors.
         features: ``(batch, num_features)`` pooled encoder features.
         hidden_states: ``(feature_map,)`` the unpooled encoder output, if requested.
+        member_probabilities: ``(batch, members, num_nodes)`` coherent scores of each ensemble member
+            (``members = K``, or ``K · S`` with ``S`` MC dropout passes in eval mode); batch-first so
+            that pipelines can split a batch. None for a single head stack without MC dropout.
+        uncertainty: ``(batch, num_nodes)`` per-node uncertainty of the members (``config.uncertainty``,
+            e.g. bBMA ``1 − |2 p̄ − 1|``); None when ``member_probabilities`` is None.
+
+    With members, ``probabilities`` is the mean of ``member_probabilities`` over members (a mean of
+    coherent vectors is coherent), ``logits`` the members' mean raw logits (for inspection: they are
+    not the logits of ``probabilities``) and ``loss`` the mean of the members' losses.
     """
 
     loss: Tensor | None = None
@@ -49,6 +65,8 @@ class BenthicNetClassifierOutput(ModelOutput):
     probabilities: Tensor | None = None
     features: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
+    member_probabilities: Tensor | None = None
+    uncertainty: Tensor | None = None
 
 
 @dataclass
@@ -95,6 +113,86 @@ class HierarchicalHeads(nn.Module):
         return torch.cat([head(features) for head in self.heads], dim=-1)
 
 
+class Broadcast(nn.Module):
+    """``(B, F)`` → ``(K, B, F)`` (a view): gives every ensemble member its own dropout mask."""
+
+    def __init__(self, num_members: int) -> None:
+        super().__init__()
+        self.num_members = num_members
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.unsqueeze(0).expand(self.num_members, *x.shape)
+
+
+def ensemble_head_layers(in_features: int, num_nodes: int, hidden_dim: int, dropout: float,
+                         num_members: int) -> nn.Sequential:
+    """:func:`head_layers` for ``K`` members at once: ``(B, F)`` → ``(K, B, nodes)``.
+
+    The Linear layers are ``rare_nodes.StackedLinear`` (weights ``(K, out, in)``, one batched
+    einsum); the BatchNorm (no affine parameters) sees the same features for every member, so one is
+    shared. Parameter names match :func:`head_layers` (``fc1``/``fc2`` or ``fc``).
+    """
+    stacked = _rare_nodes_module("ensemble").StackedLinear
+    norm = nn.BatchNorm1d(in_features, affine=False)
+    if hidden_dim == 0:
+        return nn.Sequential(OrderedDict(
+            norm=norm, members=Broadcast(num_members), drop=nn.Dropout(dropout),
+            fc=stacked(in_features, num_nodes, num_members),
+        ))
+    return nn.Sequential(OrderedDict(
+        norm=norm, fc1=stacked(in_features, hidden_dim, num_members), act=nn.ReLU(), drop=nn.Dropout(dropout),
+        fc2=stacked(hidden_dim, num_nodes, num_members),
+    ))
+
+
+class EnsembleHierarchicalHeads(nn.Module):
+    """``K`` independent copies of :class:`HierarchicalHeads`, batched over members:
+    ``(batch, F) → (K, batch, num_nodes)`` raw logits."""
+
+    def __init__(self, in_features: int, hierarchy: Hierarchy, hidden_dim: int, dropout: float,
+                 num_members: int) -> None:
+        super().__init__()
+        self.head_names = hierarchy.head_names
+        self.num_members = num_members
+        self.heads = nn.ModuleList(
+            ensemble_head_layers(in_features, len(h.nodes), hidden_dim, dropout, num_members)
+            for h in hierarchy.heads
+        )
+
+    def forward(self, features: Tensor) -> Tensor:
+        return torch.cat([head(features) for head in self.heads], dim=-1)
+
+
+@contextlib.contextmanager
+def dropout_active(module: nn.Module) -> Iterator[None]:
+    """Dropout layers of ``module`` in training mode (MC dropout); everything else keeps its mode."""
+    drops = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    modes = [m.training for m in drops]
+    for m in drops:
+        m.train()
+    try:
+        yield
+    finally:
+        for m, mode in zip(drops, modes):
+            m.train(mode)
+
+
+def _init_head_layer(layer: nn.Module) -> None:
+    """Initialise one layer of a head: torch's default Linear init (as the reference), also per member
+    of a ``StackedLinear`` ``(K, out, in)``; fresh BatchNorm statistics."""
+    if isinstance(layer, nn.BatchNorm1d):
+        init.zeros_(layer.running_mean)
+        init.ones_(layer.running_var)
+        init.zeros_(layer.num_batches_tracked)
+    elif hasattr(layer, "in_features") and isinstance(getattr(layer, "weight", None), Tensor):
+        bound = 1 / layer.in_features**0.5
+        if layer.weight.dim() == 2:
+            init.kaiming_uniform_(layer.weight, a=5**0.5)
+        else:  # kaiming_uniform_ would take a (K, out, in) weight's fan-in as out · in
+            init.uniform_(layer.weight, -bound, bound)
+        init.uniform_(layer.bias, -bound, bound)
+
+
 class BenthicNetPreTrainedModel(PreTrainedModel):
     config_class = BenthicNetConfig
     base_model_prefix = "benthicnet"
@@ -104,17 +202,10 @@ class BenthicNetPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # Only our own modules: the timm encoder keeps timm's init (or its loaded weights).
-        if isinstance(module, HierarchicalHeads):
+        if isinstance(module, (HierarchicalHeads, EnsembleHierarchicalHeads)):
             for head in module.heads:
                 for layer in head:
-                    if isinstance(layer, nn.Linear):  # torch's default Linear init, as the reference
-                        init.kaiming_uniform_(layer.weight, a=5**0.5)
-                        bound = 1 / layer.in_features**0.5
-                        init.uniform_(layer.bias, -bound, bound)
-                    elif isinstance(layer, nn.BatchNorm1d):
-                        init.zeros_(layer.running_mean)
-                        init.ones_(layer.running_var)
-                        init.zeros_(layer.num_batches_tracked)
+                    _init_head_layer(layer)
         elif isinstance(module, BenthicNetForHierarchicalClassification) and module.node_weights is not None:
             init.copy_(module.node_weights, torch.tensor(self.config.node_weights, dtype=module.node_weights.dtype))
         elif isinstance(module, (MaxConstraint, HierarchicalLoss)):
@@ -170,6 +261,9 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         model.load_encoder("barlow_twins_rn50.ckpt")                  # optional SSL weights
         out = model(pixel_values, labels=targets, label_mask=mask)    # (B, 3, 224, 224), (B, N), (B, N)
         out.loss.backward(); out.probabilities                       # (B, N) coherent
+
+    With ``BenthicNetConfig(ensemble_size=5)`` the model holds 5 head stacks over the encoder and
+    also returns ``out.member_probabilities`` (B, 5, N) and ``out.uncertainty`` (B, N).
     """
 
     def __init__(self, config: BenthicNetConfig) -> None:
@@ -177,7 +271,11 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         hierarchy = config.get_hierarchy()
         self.backbone = create_encoder(config)
         self.num_features = self.backbone.num_features
-        self.heads = HierarchicalHeads(self.num_features, hierarchy, config.head_hidden_dim, config.head_dropout)
+        if config.ensemble_size > 1:  # K full head stacks, batched (needs benthicnet_hf.rare_nodes)
+            self.heads = EnsembleHierarchicalHeads(self.num_features, hierarchy, config.head_hidden_dim,
+                                                   config.head_dropout, config.ensemble_size)
+        else:
+            self.heads = HierarchicalHeads(self.num_features, hierarchy, config.head_hidden_dim, config.head_dropout)
         if config.head_type == "mcm":
             self.constraint = MaxConstraint(hierarchy)
             self.criterion = HierarchicalLoss(hierarchy)
@@ -213,6 +311,41 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
             self.backbone.eval()
         return self
 
+    # ------------------------------------------------------------------ ensembles
+    def set_mc_dropout(self, samples: int) -> None:
+        """Set ``config.ensemble_dropout_samples`` (MC dropout passes in eval mode; 0 = off), checked."""
+        check_ensemble(self.config.head_type, self.config.head_dropout, self.config.ensemble_size, samples)
+        self.config.ensemble_dropout_samples = int(samples)
+
+    def mc_dropout_samples(self) -> int:
+        """MC dropout passes ``S`` of the next forward: ``config.ensemble_dropout_samples`` in eval mode,
+        0 in training mode (where dropout is on anyway)."""
+        return 0 if self.training else self.config.ensemble_dropout_samples
+
+    def has_members(self) -> bool:
+        """Whether the next forward runs an ensemble (``K > 1`` heads and/or MC dropout)."""
+        return self.config.ensemble_size > 1 or self.mc_dropout_samples() > 0
+
+    def member_logits(self, features: Tensor) -> Tensor:
+        """Raw logits of every member: ``(batch, F)`` → ``(members, batch, N)``, members ordered
+        ``k · S + s`` (member ``k``, MC dropout pass ``s``)."""
+        samples = self.mc_dropout_samples()
+        b = features.shape[0]
+        if samples > 0:
+            # one (S·B) batch, rows s·B + b; BatchNorm is in eval mode here, so repeating is exact
+            with dropout_active(self.heads):
+                out = self.heads(features.repeat(samples, 1))
+        else:
+            out = self.heads(features)
+        if out.dim() == 2:  # a single head stack
+            out = out.unsqueeze(0)
+        # (K, S·B, N) → (K·S, B, N)
+        return out.reshape(out.shape[0] * max(samples, 1), b, out.shape[-1])
+
+    def member_uncertainty(self, member_probs: Tensor) -> Tensor:
+        """``config.uncertainty`` of ``(members, batch, N)`` coherent probabilities → ``(batch, N)``."""
+        return _rare_nodes_module("uncertainty").ensemble_uncertainty(member_probs, self.config.uncertainty)
+
     # -------------------------------------------------------------------- forward
     def forward(
         self,
@@ -228,6 +361,12 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
             labels: optional ``(batch, num_nodes)`` 0/1 targets (ancestors of positives set).
             label_mask: optional ``(batch, num_nodes)`` 1 = known bit; ``labels`` without a mask
                 means every bit is known.
+
+        With an ensemble (``config.ensemble_size > 1``, or MC dropout in eval mode) the ``M`` members'
+        logits ``(M, batch, N)`` are made coherent one by one; the output then has
+        ``probabilities`` = their mean ``(batch, N)``, ``member_probabilities`` ``(batch, M, N)``,
+        ``uncertainty`` ``(batch, N)``, ``logits`` = the members' mean raw logits ``(batch, N)`` and
+        ``loss`` = the mean over members of each member's masked loss on the same batch.
         """
         self.check_pixel_values(pixel_values)
         n = self.config.num_labels
@@ -245,23 +384,41 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             fmap = self.backbone.forward_features(pixel_values)
             features = self.backbone.forward_head(fmap, pre_logits=True)
-        logits = self.heads(features)
-        if self.constraint is not None:
-            probabilities = self.constraint(logits).sigmoid()
+        member_probs = uncertainty = None
+        if self.has_members():
+            members = self.member_logits(features)  # (M, B, N)
+            m, b, _ = members.shape
+            # every member's loss on the same batch at once: (M·B, N) rows, labels repeated
+            flat_logits = members.reshape(m * b, n)
+            member_probs = self.constraint(flat_logits).sigmoid().view(m, b, n)
+            probabilities = member_probs.mean(0)
+            uncertainty = self.member_uncertainty(member_probs)
+            logits = members.mean(0)
         else:
-            probabilities = self.criterion.probabilities(logits.float()).to(logits.dtype)
+            m = 1
+            logits = flat_logits = self.heads(features)
+            if self.constraint is not None:
+                probabilities = self.constraint(logits).sigmoid()
+            else:
+                probabilities = self.criterion.probabilities(logits.float()).to(logits.dtype)
 
         loss = None
         if labels is not None:
             mask = torch.ones_like(labels) if label_mask is None else label_mask
+            if m > 1:
+                # the three-level masked mean over M identical copies of the batch is exactly the mean
+                # of the M members' losses (every copy has the same known bits)
+                labels, mask = labels.repeat(m, 1), mask.repeat(m, 1)
             weights = self.node_weights
             if self._bit_weights is not None:
                 weights = self._bit_weights(weights, labels, self.config.node_weights_apply_to)
-            loss = self.criterion(logits.float(), labels.float(), mask, weights).loss
+            loss = self.criterion(flat_logits.float(), labels.float(), mask, weights).loss
 
         out = BenthicNetClassifierOutput(
             loss=loss, logits=logits, probabilities=probabilities, features=features,
             hidden_states=(fmap,) if output_hidden_states else None,
+            member_probabilities=None if member_probs is None else member_probs.transpose(0, 1),
+            uncertainty=uncertainty,
         )
         return out if return_dict is not False else out.to_tuple()
 
@@ -314,23 +471,35 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
                 raise
             config = kwargs.get("config")
             if not isinstance(config, BenthicNetConfig):
-                config = BenthicNetConfig.from_pretrained(pretrained_model_name_or_path)
+                # the saved config with the caller's overrides (e.g. ensemble_size=2), as the load used
+                names = set(inspect.signature(BenthicNetConfig.__init__).parameters) - {"self", "kwargs"}
+                overrides = {k: v for k, v in kwargs.items() if k in names}
+                config = BenthicNetConfig.from_pretrained(pretrained_model_name_or_path, **overrides)
             detail = head_shape_mismatch(pretrained_model_name_or_path, config)
             raise ValueError(detail or f"the checkpoint does not match the config: {err}") from err
 
 
-def _bit_weights_function() -> Any:
-    """``rare_nodes.weights.bit_weights``: a sibling package when installed, else the installed package
+def _rare_nodes_module(name: str) -> Any:
+    """``benthicnet_hf.rare_nodes.<name>``: a sibling package when installed, else the installed package
     (remote code copies only this file's direct relative imports)."""
     try:
-        return importlib.import_module(".rare_nodes.weights", __package__).bit_weights
+        return importlib.import_module(f".rare_nodes.{name}", __package__)
     except ImportError:
-        return importlib.import_module("benthicnet_hf.rare_nodes.weights").bit_weights
+        try:
+            return importlib.import_module(f"benthicnet_hf.rare_nodes.{name}")
+        except ImportError as err:
+            raise ImportError(f"this model needs benthicnet_hf.rare_nodes.{name} (ensembles, MC dropout, node "
+                              "weights): pip install benthicnet_hf") from err
+
+
+def _bit_weights_function() -> Any:
+    """``rare_nodes.weights.bit_weights`` (node weights → per-bit loss weights)."""
+    return _rare_nodes_module("weights").bit_weights
 
 
 def head_shape_mismatch(folder: str | Path, config: BenthicNetConfig) -> str | None:
     """Describe how the head shapes of ``folder``'s ``model.safetensors`` differ from ``config``'s
-    hierarchy (``None`` when they agree or the file cannot be found locally)."""
+    hierarchy and ``ensemble_size`` (``None`` when they agree or the file cannot be found locally)."""
     from safetensors import safe_open
     from transformers.utils import cached_file
 
@@ -344,18 +513,25 @@ def head_shape_mismatch(folder: str | Path, config: BenthicNetConfig) -> str | N
     with safe_open(str(path), framework="pt") as f:
         shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("heads.heads.")}
     problems = []
+    members = set()
     for i, head in enumerate(hier.heads):
         found = shapes.get(f"heads.heads.{i}.fc2.bias", shapes.get(f"heads.heads.{i}.fc.bias"))
         if found is None:
             problems.append(f"head {i} {head.name!r}: expected {len(head.nodes)} nodes, not in the checkpoint")
-        elif found[0] != len(head.nodes):
-            problems.append(f"head {i} {head.name!r}: config has {len(head.nodes)} nodes, checkpoint has {found[0]}")
+            continue
+        # output bias: (nodes,) for one head stack, (K, nodes) for an ensemble of K
+        members.add(found[0] if len(found) == 2 else 1)
+        if found[-1] != len(head.nodes):
+            problems.append(f"head {i} {head.name!r}: config has {len(head.nodes)} nodes, checkpoint has {found[-1]}")
+    if members and members != {config.ensemble_size}:
+        problems.insert(0, f"checkpoint has {'/'.join(map(str, sorted(members)))} ensemble member(s), "
+                           f"config has ensemble_size={config.ensemble_size}")
     extra = {int(k.split(".")[2]) for k in shapes} - set(range(len(hier.heads)))
     if extra:
         problems.append(f"checkpoint has {len(extra)} more head(s) than the config's {len(hier.heads)}")
     if not problems:
         return None
-    return f"the config's hierarchy does not match the checkpoint {path}: " + "; ".join(problems)
+    return f"the config (hierarchy, ensemble_size) does not match the checkpoint {path}: " + "; ".join(problems)
 
 
 def register_auto_classes() -> None:

@@ -55,6 +55,12 @@ def stacked_linear_heads(model: nn.Module) -> tuple[Tensor, Tensor]:
         ``weight (num_nodes, num_features)`` and ``bias (num_nodes,)`` in float32, such that
         ``features @ weight.T + bias`` equals the model's raw logits in eval mode.
     """
+    members = getattr(model.config, "ensemble_size", 1)
+    if members > 1:
+        raise WidgetExportError(
+            f"the model is an ensemble of {members} head stacks: the mean of their coherent probabilities "
+            "has no exact equivalent among timm's classifiers, so no widget export."
+        )
     if model.config.head_hidden_dim != 0:
         raise WidgetExportError(
             f"the heads are MLPs (head_hidden_dim={model.config.head_hidden_dim}): BN → Linear → ReLU → "

@@ -268,3 +268,42 @@ def test_lpros_and_node_weights_resume_exactly(small_dataset: tuple[list[str], d
         torch.testing.assert_close(w_resumed[key], w_full[key], rtol=0, atol=1e-6, msg=key)
     assert any(not torch.equal(w_start[k], w_full[k]) for k in w_full)  # it did train after the cut
     assert resumed["test"]["overall/ap_micro"] == pytest.approx(full["test"]["overall/ap_micro"], abs=1e-6)
+
+
+# ------------------------------------------------------------------------------- ensembles
+def test_ensemble_options_reach_the_saved_model(small_dataset: tuple[list[str], datasets.DatasetDict],
+                                                tmp_path: Path) -> None:
+    flags, data = small_dataset
+    result = fresh_run(TINY + flags + ["--num_train_epochs", "1", "--per_device_train_batch_size", "16",
+                                       "--ensemble_size", "2", "--mc_dropout_samples", "3", "--uncertainty", "gmu",
+                                       "--output_dir", str(tmp_path / "run")])
+    assert result["completed_steps"] == 3 and result["eval_count"] == {"validation": 6, "test": 5}
+    final = tmp_path / "run" / "final"
+    config = json.loads((final / "config.json").read_text())
+    assert (config["ensemble_size"], config["ensemble_dropout_samples"], config["uncertainty"]) == (2, 3, "gmu")
+    weights = load_file(str(final / "model.safetensors"))
+    assert weights["heads.heads.1.fc.weight"].shape[0] == 2  # (K, nodes, features)
+    model = BenthicNetForHierarchicalClassification.from_pretrained(final).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32))
+    assert out.member_probabilities.shape == (2, 6, HIERARCHY.num_nodes)
+    with pytest.raises(ValueError, match="ensemble_size=3"):  # --init_from with another K is named
+        fresh_run(TINY + flags + ["--num_train_epochs", "0", "--init_from", str(final), "--ensemble_size", "3",
+                                  "--output_dir", str(tmp_path / "again")])
+
+
+# ------------------------------------------------------------------------------ head types
+def test_head_type_reaches_the_saved_model(small_dataset: tuple[list[str], datasets.DatasetDict],
+                                           tmp_path: Path) -> None:
+    flags, _ = small_dataset
+    result = fresh_run(TINY + flags + ["--num_train_epochs", "1", "--per_device_train_batch_size", "16",
+                                       "--head_type", "hsoftmax", "--output_dir", str(tmp_path / "run")])
+    assert result["completed_steps"] == 3 and math.isfinite(result["test"]["overall/ap_micro"])
+    final = tmp_path / "run" / "final"
+    assert json.loads((final / "config.json").read_text())["head_type"] == "hsoftmax"
+    assert BenthicNetForHierarchicalClassification.from_pretrained(final).config.head_type == "hsoftmax"
+    with pytest.raises(ValueError, match="--head_type per_level does not match"):
+        fresh_run(TINY + flags + ["--num_train_epochs", "0", "--init_from", str(final), "--head_type", "per_level",
+                                  "--output_dir", str(tmp_path / "again")])
+    with pytest.raises(ValueError, match="--head_type must be one of"):
+        parse_args(TINY + flags + ["--head_type", "softmax", "--output_dir", str(tmp_path / "x")])

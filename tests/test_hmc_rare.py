@@ -141,6 +141,10 @@ def test_recall_f1_match_sklearn():
     assert got["micro_f1"] == pytest.approx(f1_score(y[:, nodes], pred[:, nodes], average="micro"))
     assert got["macro_recall"] == pytest.approx(recall_score(y[:, pos], pred[:, pos], average="macro"))
     assert got["macro_f1"] == pytest.approx(f1_score(y[:, pos], pred[:, pos], average="macro"))
+    # the rare-node paper's node_f1: every node counts, one without positives as 0
+    assert got["macro_recall_zero"] == pytest.approx(
+        recall_score(y[:, nodes], pred[:, nodes], average="macro", zero_division=0))
+    assert got["macro_f1_zero"] == pytest.approx(f1_score(y[:, nodes], pred[:, nodes], average="macro", zero_division=0))
 
 
 # ----------------------------------------------------------------------------- HMC criteria and nets

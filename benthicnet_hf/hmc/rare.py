@@ -107,12 +107,20 @@ def rare_node_indices(fit_targets: np.ndarray, to_eval: np.ndarray, quantile: fl
 def recall_f1(y: np.ndarray, pred: np.ndarray, nodes: np.ndarray) -> dict[str, float]:
     """Micro and macro recall and F1 of ``pred`` against ``y`` (both ``(rows, N)`` 0/1) over ``nodes``.
 
-    Macro figures average over the nodes with at least one positive in ``y`` (0 if none).
+    ``macro_*`` average over the nodes with at least one positive in ``y`` (0 if none).
+    ``macro_*_zero`` average over every node in ``nodes``, a node without test positives counting
+    as recall 0 and F1 0: the per-node F1 of the rare-node paper's public code (``node_f1``), i.e.
+    sklearn's macro average with ``zero_division=0``.
     """
     yt, yp = y[:, nodes].astype(bool), pred[:, nodes].astype(bool)
     tp, fp, fn = (yt & yp).sum(0), (~yt & yp).sum(0), (yt & ~yp).sum(0)
     has = (tp + fn) > 0
+    recall = np.divide(tp, tp + fn, out=np.zeros(len(tp)), where=has)
+    f1_den = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, f1_den, out=np.zeros(len(tp)), where=f1_den > 0)
     return {
+        "macro_recall_zero": float(recall.mean()) if len(tp) else 0.0,
+        "macro_f1_zero": float(f1.mean()) if len(tp) else 0.0,
         "micro_recall": float(tp.sum() / max(tp.sum() + fn.sum(), 1)),
         "micro_f1": float(2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)),
         "macro_recall": float(np.mean(tp[has] / (tp[has] + fn[has]))) if has.any() else 0.0,

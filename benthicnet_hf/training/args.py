@@ -51,6 +51,9 @@ class FinetuneArguments:
     linear_probe: bool = field(default=False, metadata=_help("freeze the encoder (linear probing)"))
     head_hidden_dim: int = field(default=2048, metadata=_help("hidden width of each head's MLP (0 = linear)"))
     head_dropout: float = field(default=0.7, metadata=_help("dropout inside each head"))
+    head_type: str | None = field(default=None, metadata=_help(
+        "mcm | per_level | masked_per_level | marginalisation | hsoftmax (config.head_type; default: the "
+        "--init_from model's, else mcm)"))
     image_size: int = field(default=224, metadata=_help("encoder input side in pixels"))
     init_head_bias: str = field(default="prior", metadata=_help(
         "output bias of fresh heads: prior (logit of each node's known-bit training frequency) | zero"))
@@ -60,6 +63,16 @@ class FinetuneArguments:
         "LP-ROS oversampling of the training set by PERCENT (rare_nodes.LPROSSampler)"))
     node_weights: str | None = field(default=None, metadata=_help(
         "per-node loss weights stored in config.node_weights: imbalance (rare_nodes.imbalance_weights)"))
+
+    ensemble_size: int | None = field(default=None, metadata=_help(
+        "K head stacks over the shared encoder, trained together (config.ensemble_size; default: the "
+        "--init_from model's, else 1)"))
+    mc_dropout_samples: int | None = field(default=None, metadata=_help(
+        "MC dropout passes at evaluation (config.ensemble_dropout_samples; 0 = off; default: the "
+        "--init_from model's, else 0)"))
+    uncertainty: str | None = field(default=None, metadata=_help(
+        "per-node ensemble uncertainty in the outputs: bma | predictive | aleatoric | epistemic | gmu "
+        "(default: the --init_from model's, else bma)"))
 
     # ---------------------------------------------------------- optimisation
     learning_rate: float = field(default=3e-5, metadata=_help("AdamW peak learning rate"))
@@ -113,16 +126,31 @@ class FinetuneArguments:
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        from ..configuration_benthicnet import HEAD_TYPES
+
+        if self.head_type is not None and self.head_type not in HEAD_TYPES:
+            raise ValueError(f"--head_type must be one of {HEAD_TYPES}, got {self.head_type!r}")
         if self.init_head_bias not in ("prior", "zero"):
             raise ValueError(f"--init_head_bias must be prior|zero, got {self.init_head_bias!r}")
         if self.lpros is not None and not self.lpros >= 0:
             raise ValueError(f"--lpros must be a percentage >= 0, got {self.lpros}")
         if self.node_weights not in (None, "imbalance"):
             raise ValueError(f"--node_weights must be imbalance, got {self.node_weights!r}")
+        if self.ensemble_size is not None and self.ensemble_size < 1:
+            raise ValueError(f"--ensemble_size must be >= 1, got {self.ensemble_size}")
+        if self.mc_dropout_samples is not None and self.mc_dropout_samples < 0:
+            raise ValueError(f"--mc_dropout_samples must be >= 0, got {self.mc_dropout_samples}")
         if self.encoder_kwargs:
             kwargs = json.loads(self.encoder_kwargs)
             if not isinstance(kwargs, dict):
                 raise ValueError(f"--encoder_kwargs must be a JSON object, got {self.encoder_kwargs!r}")
+
+    @property
+    def ensemble_overrides(self) -> dict[str, Any]:
+        """The ensemble settings given on the command line, as ``BenthicNetConfig`` arguments."""
+        given = {"ensemble_size": self.ensemble_size, "ensemble_dropout_samples": self.mc_dropout_samples,
+                 "uncertainty": self.uncertainty}
+        return {k: v for k, v in given.items() if v is not None}
 
     @property
     def eval_batch_size(self) -> int:

@@ -111,24 +111,29 @@ def build_model(args: Any, hierarchy: Hierarchy, node_weights: list[float] | Non
     """A new model (timm encoder, optional ``--encoder_checkpoint``) or one loaded from ``--init_from``.
 
     ``node_weights`` (``(N,)``, e.g. from ``--node_weights imbalance``) go into ``config.node_weights``
-    before the model is built, so the model's loss and its saved config both carry them.
+    before the model is built, so the model's loss and its saved config both carry them; so do
+    ``--ensemble_size``, ``--mc_dropout_samples`` and ``--uncertainty`` when given.
     """
     from ..configuration_benthicnet import BenthicNetConfig
     from ..modeling_benthicnet import BenthicNetForHierarchicalClassification
 
     if args.init_from:
         extra = {} if node_weights is None else {"node_weights": node_weights}
+        extra.update(args.ensemble_overrides)  # a different ensemble_size than the checkpoint's is an error
         model = BenthicNetForHierarchicalClassification.from_pretrained(args.init_from, dtype=torch.float32, **extra)
         if model.config.get_hierarchy().labels != hierarchy.labels:
             raise ValueError(f"--init_from {args.init_from}: its hierarchy ({model.config.num_nodes} nodes) differs "
                              f"from the data's ({hierarchy.num_nodes} nodes); pass the matching --hierarchy")
+        if args.head_type is not None and args.head_type != model.config.head_type:
+            raise ValueError(f"--head_type {args.head_type} does not match --init_from {args.init_from}, whose "
+                             f"heads are {model.config.head_type!r}")
         if args.linear_probe:
             model.set_encoder_frozen(True)
         return model
     config = BenthicNetConfig(
         encoder_name=args.encoder, encoder_kwargs=args.encoder_kwargs_dict, hierarchy=hierarchy.to_list(),
-        head_hidden_dim=args.head_hidden_dim, head_dropout=args.head_dropout, freeze_encoder=args.linear_probe,
-        image_size=args.image_size, node_weights=node_weights,
+        head_hidden_dim=args.head_hidden_dim, head_dropout=args.head_dropout, head_type=args.head_type or "mcm",
+        freeze_encoder=args.linear_probe, image_size=args.image_size, node_weights=node_weights, **args.ensemble_overrides,
     )
     model = BenthicNetForHierarchicalClassification(config)
     if args.encoder_checkpoint:

@@ -50,11 +50,18 @@ def known_bit_priors(targets: np.ndarray, mask: np.ndarray, eps: float = DEFAULT
     return np.clip(prior, eps, 1.0 - eps)
 
 
-def final_linear_layers(model: Any) -> list[nn.Linear]:
+def _is_linear(module: nn.Module) -> bool:
+    """``nn.Linear`` or an ensemble's ``StackedLinear`` (bias ``(K, out)``, same ``out_features``)."""
+    return isinstance(module, nn.Linear) or (
+        hasattr(module, "num_members") and hasattr(module, "out_features") and hasattr(module, "bias"))
+
+
+def final_linear_layers(model: Any) -> list[nn.Module]:
     """The output ``Linear`` of each head of a BenthicNet model, in hierarchy head order.
 
     Found as the last ``nn.Linear`` inside each module of ``model.heads.heads`` (whatever the head
-    layout: ``fc`` for linear heads, ``fc2`` for MLP heads); checked against the head sizes.
+    layout: ``fc`` for linear heads, ``fc2`` for MLP heads; a ``StackedLinear`` for an ensemble,
+    whose ``(K, out)`` bias gets the same values for every member); checked against the head sizes.
 
     Raises:
         ValueError: naming the head whose final layer is missing or has the wrong width.
@@ -65,7 +72,7 @@ def final_linear_layers(model: Any) -> list[nn.Linear]:
         raise ValueError(f"the model has {len(modules)} head modules, its hierarchy {len(hierarchy.heads)} heads")
     layers = []
     for head, module in zip(hierarchy.heads, modules):
-        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        linears = [m for m in module.modules() if _is_linear(m)]
         if not linears or linears[-1].bias is None or linears[-1].out_features != len(head.nodes):
             width = linears[-1].out_features if linears else None
             raise ValueError(f"head {head.name!r}: no final Linear with bias and {len(head.nodes)} outputs "

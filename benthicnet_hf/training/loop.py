@@ -63,11 +63,13 @@ def make_accelerator(args: FinetuneArguments) -> Accelerator:
 def param_groups(model: torch.nn.Module, weight_decay: float, lr: float, head_lr: float | None = None
                  ) -> list[dict[str, Any]]:
     """Trainable parameters in AdamW groups: no weight decay on biases and normalisation weights
-    (1-D tensors); the heads (``heads.*``) at ``head_lr`` when given."""
+    (1-D tensors, and every ``*bias``); the heads (``heads.*``) at ``head_lr`` when given."""
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            groups.setdefault((name.startswith("heads."), p.ndim > 1), []).append(p)
+            # an ensemble's stacked biases are (K, out): biases never decay, whatever their rank
+            decay = p.ndim > 1 and not name.endswith("bias")
+            groups.setdefault((name.startswith("heads."), decay), []).append(p)
     if not groups:
         raise ValueError("the model has no trainable parameter")
     return [{"params": params, "weight_decay": weight_decay if decay else 0.0,

@@ -48,7 +48,8 @@ def render_card(hierarchy: Hierarchy, args: Any, result: dict[str, Any], widget:
                               "weight_decay", "warmup_epochs", "num_train_epochs", "per_device_train_batch_size",
                               "gradient_accumulation_steps", "max_grad_norm", "mixed_precision", "seed",
                               "image_size", "head_hidden_dim", "head_dropout", "metric_for_best_model",
-                              "init_head_bias", "lpros", "node_weights")}
+                              "init_head_bias", "lpros", "node_weights", "ensemble_size",
+                              "mc_dropout_samples")}
     training_args["num_processes"] = result.get("num_processes", 1)
     training_args["best_epoch"] = result.get("best_epoch")
     return render_model_card(
