@@ -202,3 +202,80 @@ def test_pretrain_cli_on_demo_data_exports_a_loadable_encoder(tmp_path) -> None:
     state = load_file(str(weights))
     for key, value in model.backbone.state_dict().items():
         torch.testing.assert_close(value, state[key])
+
+
+# ------------------------------------------------------------------------- several processes
+def _tiny_problem(seed: int) -> tuple[Hierarchy, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A two-level tree and 12 labelled 8×8 images; ``seed`` changes which classes and noise."""
+    tree = Head.from_paths("t", ["A > A1", "A > A2", "B > B1", "B > B2"])
+    hier = Hierarchy((tree,))
+    g = torch.Generator().manual_seed(seed)
+    leaves = torch.tensor([tree.index[k] for k in ("A > A1", "A > A2", "B > B1", "B > B2")])
+    parents = torch.tensor([tree.parents[int(leaf)][0] for leaf in leaves])
+    cls = torch.randint(0, 4, (12,), generator=g)
+    targets = torch.zeros(12, hier.num_nodes)
+    targets[torch.arange(12), leaves[cls]] = 1
+    targets[torch.arange(12), parents[cls]] = 1
+    images = torch.randn(4, 3, 8, 8, generator=g)[cls] + 0.5 * torch.randn(12, 3, 8, 8, generator=g)
+    return hier, targets, torch.ones_like(targets), images
+
+
+def _gmm_model(hier: Hierarchy) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_contrastive_method("g_hmlc", TinyEncoder(), hier, proj_hidden_dim=32, proj_dim=16).train()
+
+
+def _refit_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        hier, targets, mask, images = _tiny_problem(rank)
+        model = _gmm_model(hier)
+        model(images, images, targets, mask)  # step 0: the mixture is refitted
+        np.save(f"{out_dir}/masks_{rank}.npy", model.feature_masks["t"].masks.numpy())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gmm_masks_are_refitted_on_the_batch_of_all_processes(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(_refit_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    # reference: one process that sees both processes' batches (same weights, so the same embeddings)
+    parts = [_tiny_problem(rank) for rank in range(2)]
+    hier = parts[0][0]
+    model = _gmm_model(hier)
+    model(*(torch.cat([p[i] for p in parts]) for i in (3, 3, 1, 2)))
+    expected = model.feature_masks["t"].masks.numpy()
+    local = _gmm_model(hier)
+    local(parts[0][3], parts[0][3], parts[0][1], parts[0][2])
+    assert not np.array_equal(local.feature_masks["t"].masks.numpy(), expected)  # the gather matters here
+    for rank in range(2):
+        np.testing.assert_array_equal(np.load(tmp_path / f"masks_{rank}.npy"), expected)
+
+
+def test_pretrain_cli_two_processes(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benthicnet_hf.data.demo import make_demo_dataset
+
+    table = make_demo_dataset(tmp_path / "demo", num_images=40, image_size=32, seed=0)
+    out = tmp_path / "out"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+           str(Path(__file__).resolve().parents[1] / "train_scripts" / "pretrain.py"),
+           "--method", "g_hmlc", "--train_data", str(table), "--output_dir", str(out), "--encoder", "test_resnet",
+           "--image_size", "32", "--batch_size", "8", "--max_steps", "3", "--heads", "substrate",
+           "--proj_dim", "16", "--cache_dir", str(tmp_path / "cache")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((out / "encoder_config.json").read_text())
+    assert (config["num_processes"], config["global_batch_size"]) == (2, 16)  # one run of world size 2
+    losses = json.loads((out / "train_losses.json").read_text())
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)

@@ -57,18 +57,22 @@ def build_arg_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> Path:
     from ..data import build_dataset
     from ..hierarchy import Hierarchy
-    from .train import run_labelled_pretraining
+    from .train import make_accelerator, run_labelled_pretraining
 
     args = build_arg_parser().parse_args(argv)
     hierarchy = Hierarchy.from_json(args.hierarchy) if args.hierarchy else Hierarchy.catami()
-    splits = build_dataset(args.train_data, image_root=args.image_root, hierarchy=hierarchy, cache_dir=args.cache_dir)
+    accelerator = make_accelerator(args.method)
+    with accelerator.main_process_first():  # one process builds the Arrow cache, the others reuse it
+        splits = build_dataset(args.train_data, image_root=args.image_root, hierarchy=hierarchy,
+                               cache_dir=args.cache_dir)
     if "train" not in splits:
         raise SystemExit(f"{args.train_data}: no 'train' split (found {sorted(splits)})")
     weights, losses = run_labelled_pretraining(
         splits["train"], hierarchy, args.output_dir, method=args.method, encoder=args.encoder,
         image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
         learning_rate=args.learning_rate, weight_decay=args.weight_decay, heads=args.heads, seed=args.seed,
-        method_kwargs={"temperature": args.temperature, "proj_dim": args.proj_dim},
+        method_kwargs={"temperature": args.temperature, "proj_dim": args.proj_dim}, accelerator=accelerator,
     )
-    (Path(args.output_dir) / "train_losses.json").write_text(json.dumps(losses))
+    if accelerator.is_main_process:
+        (Path(args.output_dir) / "train_losses.json").write_text(json.dumps(losses))
     return weights

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -33,6 +34,19 @@ CONTRASTIVE_METHODS: dict[str, tuple[str, str | None]] = {
     "g_hmlc": ("himulcone", "gmm"),
     "a_hmlc": ("himulcone", "attention"),
 }
+
+
+def gather_rows(x: Tensor) -> Tensor:
+    """``(rows, ...)`` → ``(world_size * rows, ...)``: every process's rows, in rank order.
+
+    The identity in a single process. Every process must call it with the same shape (the training
+    loader drops its last partial batch).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, x.contiguous())
+    return torch.cat(out)
 
 
 class HierarchicalContrastive(nn.Module):
@@ -95,14 +109,17 @@ class HierarchicalContrastive(nn.Module):
         losses = []
         for name, labeller in zip(self.head_names, self.labellers):
             ids = labeller(labels, label_mask)
+            masker = self.feature_masks[name] if name in self.feature_masks else None
+            if isinstance(masker, GaussianMixtureFeatureMasks) and self.training:
+                # refit on the global batch, before any rank-dependent branch: every process then
+                # takes part in the gather and fits the same masks
+                emb, lab = z.detach().flatten(0, 1), ids.repeat_interleave(2, dim=0)
+                if int(masker.steps) % masker.refit_every == 0:  # same step count on every process
+                    emb, lab = gather_rows(emb), gather_rows(lab)
+                masker.maybe_refit(emb, lab)
             if not bool((ids >= 0).any()):
                 continue
-            feats = z
-            if name in self.feature_masks:
-                masker = self.feature_masks[name]
-                if isinstance(masker, GaussianMixtureFeatureMasks):
-                    masker.maybe_refit(z.detach().flatten(0, 1), ids.repeat_interleave(2, dim=0))
-                feats = masker(z)
+            feats = z if masker is None else masker(z)
             losses.append(hmlc_loss(feats, ids, self.loss_type, self.temperature))
         if not losses:
             return z.sum() * 0.0
