@@ -15,7 +15,6 @@ Remote-code safe: this file imports only installed packages and relative sibling
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
 import importlib
@@ -23,7 +22,7 @@ import inspect
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import timm
 import torch
@@ -99,20 +98,6 @@ def head_layers(in_features: int, num_nodes: int, hidden_dim: int, dropout: floa
     ))
 
 
-class HierarchicalHeads(nn.Module):
-    """Per-head classifiers over shared pooled features; ``(batch, F) → (batch, num_nodes)`` raw logits."""
-
-    def __init__(self, in_features: int, hierarchy: Hierarchy, hidden_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.head_names = hierarchy.head_names
-        self.heads = nn.ModuleList(
-            head_layers(in_features, len(h.nodes), hidden_dim, dropout) for h in hierarchy.heads
-        )
-
-    def forward(self, features: Tensor) -> Tensor:
-        return torch.cat([head(features) for head in self.heads], dim=-1)
-
-
 class Broadcast(nn.Module):
     """``(B, F)`` → ``(K, B, F)`` (a view): gives every ensemble member its own dropout mask."""
 
@@ -145,36 +130,24 @@ def ensemble_head_layers(in_features: int, num_nodes: int, hidden_dim: int, drop
     ))
 
 
-class EnsembleHierarchicalHeads(nn.Module):
-    """``K`` independent copies of :class:`HierarchicalHeads`, batched over members:
-    ``(batch, F) → (K, batch, num_nodes)`` raw logits."""
+class HierarchicalHeads(nn.Module):
+    """Per-head classifiers over shared pooled features: ``(batch, F) → (batch, num_nodes)`` raw
+    logits; with ``num_members = K > 1``, ``K`` independent head stacks batched over members,
+    ``(batch, F) → (K, batch, num_nodes)`` (needs ``benthicnet_hf.rare_nodes``)."""
 
     def __init__(self, in_features: int, hierarchy: Hierarchy, hidden_dim: int, dropout: float,
-                 num_members: int) -> None:
+                 num_members: int = 1) -> None:
         super().__init__()
         self.head_names = hierarchy.head_names
         self.num_members = num_members
         self.heads = nn.ModuleList(
-            ensemble_head_layers(in_features, len(h.nodes), hidden_dim, dropout, num_members)
+            head_layers(in_features, len(h.nodes), hidden_dim, dropout) if num_members == 1
+            else ensemble_head_layers(in_features, len(h.nodes), hidden_dim, dropout, num_members)
             for h in hierarchy.heads
         )
 
     def forward(self, features: Tensor) -> Tensor:
         return torch.cat([head(features) for head in self.heads], dim=-1)
-
-
-@contextlib.contextmanager
-def dropout_active(module: nn.Module) -> Iterator[None]:
-    """Dropout layers of ``module`` in training mode (MC dropout); everything else keeps its mode."""
-    drops = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
-    modes = [m.training for m in drops]
-    for m in drops:
-        m.train()
-    try:
-        yield
-    finally:
-        for m, mode in zip(drops, modes):
-            m.train(mode)
 
 
 def _init_head_layer(layer: nn.Module) -> None:
@@ -202,7 +175,7 @@ class BenthicNetPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # Only our own modules: the timm encoder keeps timm's init (or its loaded weights).
-        if isinstance(module, (HierarchicalHeads, EnsembleHierarchicalHeads)):
+        if isinstance(module, HierarchicalHeads):
             for head in module.heads:
                 for layer in head:
                     _init_head_layer(layer)
@@ -271,11 +244,8 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         hierarchy = config.get_hierarchy()
         self.backbone = create_encoder(config)
         self.num_features = self.backbone.num_features
-        if config.ensemble_size > 1:  # K full head stacks, batched (needs benthicnet_hf.rare_nodes)
-            self.heads = EnsembleHierarchicalHeads(self.num_features, hierarchy, config.head_hidden_dim,
-                                                   config.head_dropout, config.ensemble_size)
-        else:
-            self.heads = HierarchicalHeads(self.num_features, hierarchy, config.head_hidden_dim, config.head_dropout)
+        self.heads = HierarchicalHeads(self.num_features, hierarchy, config.head_hidden_dim, config.head_dropout,
+                                       config.ensemble_size)
         if config.head_type == "mcm":
             self.constraint = MaxConstraint(hierarchy)
             self.criterion = HierarchicalLoss(hierarchy)
@@ -333,7 +303,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         b = features.shape[0]
         if samples > 0:
             # one (S·B) batch, rows s·B + b; BatchNorm is in eval mode here, so repeating is exact
-            with dropout_active(self.heads):
+            with _rare_nodes_module("ensemble").dropout_active(self.heads):
                 out = self.heads(features.repeat(samples, 1))
         else:
             out = self.heads(features)

@@ -123,8 +123,8 @@ def recall_f1(y: np.ndarray, pred: np.ndarray, nodes: np.ndarray) -> dict[str, f
         "macro_f1_zero": float(f1.mean()) if len(tp) else 0.0,
         "micro_recall": float(tp.sum() / max(tp.sum() + fn.sum(), 1)),
         "micro_f1": float(2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)),
-        "macro_recall": float(np.mean(tp[has] / (tp[has] + fn[has]))) if has.any() else 0.0,
-        "macro_f1": float(np.mean(2 * tp[has] / (2 * tp[has] + fp[has] + fn[has]))) if has.any() else 0.0,
+        "macro_recall": float(recall[has].mean()) if has.any() else 0.0,
+        "macro_f1": float(f1[has].mean()) if has.any() else 0.0,
     }
 
 

@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -88,6 +89,20 @@ class EnsembleMLP(nn.Module):
         return self.layers[-1](x)
 
 
+@contextlib.contextmanager
+def dropout_active(module: nn.Module) -> Iterator[None]:
+    """Dropout layers of ``module`` in training mode (MC dropout); everything else keeps its mode."""
+    drops = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    modes = [m.training for m in drops]
+    for m in drops:
+        m.train()
+    try:
+        yield
+    finally:
+        for m, mode in zip(drops, modes):
+            m.train(mode)
+
+
 class MCDropoutEnsemble(nn.Module):
     """``K`` stochastic passes of one network with its dropout layers active.
 
@@ -104,20 +119,13 @@ class MCDropoutEnsemble(nn.Module):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         self.model, self.num_samples = model, num_samples
-        self._dropouts = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
-        if not self._dropouts:
+        if not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()):
             raise ValueError("MCDropoutEnsemble needs a model with dropout layers")
 
     def forward(self, x: Tensor) -> Tensor:
         k, b = self.num_samples, x.shape[0]
-        modes = [m.training for m in self._dropouts]
-        for m in self._dropouts:
-            m.train()
-        try:
+        with dropout_active(self.model):
             out = self.model(x.repeat(k, *([1] * (x.dim() - 1))))  # one (K·B) batch, independent masks
-        finally:
-            for m, mode in zip(self._dropouts, modes):
-                m.train(mode)
         return out.view(k, b, *out.shape[1:])
 
 

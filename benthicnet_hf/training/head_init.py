@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..rare_nodes.ensemble import StackedLinear
+
 logger = logging.getLogger(__name__)
 
 #: ``--init_head_bias`` choices.
@@ -50,12 +52,6 @@ def known_bit_priors(targets: np.ndarray, mask: np.ndarray, eps: float = DEFAULT
     return np.clip(prior, eps, 1.0 - eps)
 
 
-def _is_linear(module: nn.Module) -> bool:
-    """``nn.Linear`` or an ensemble's ``StackedLinear`` (bias ``(K, out)``, same ``out_features``)."""
-    return isinstance(module, nn.Linear) or (
-        hasattr(module, "num_members") and hasattr(module, "out_features") and hasattr(module, "bias"))
-
-
 def final_linear_layers(model: Any) -> list[nn.Module]:
     """The output ``Linear`` of each head of a BenthicNet model, in hierarchy head order.
 
@@ -72,7 +68,7 @@ def final_linear_layers(model: Any) -> list[nn.Module]:
         raise ValueError(f"the model has {len(modules)} head modules, its hierarchy {len(hierarchy.heads)} heads")
     layers = []
     for head, module in zip(hierarchy.heads, modules):
-        linears = [m for m in module.modules() if _is_linear(m)]
+        linears = [m for m in module.modules() if isinstance(m, (nn.Linear, StackedLinear))]
         if not linears or linears[-1].bias is None or linears[-1].out_features != len(head.nodes):
             width = linears[-1].out_features if linears else None
             raise ValueError(f"head {head.name!r}: no final Linear with bias and {len(head.nodes)} outputs "
