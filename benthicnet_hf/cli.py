@@ -64,6 +64,20 @@ def load_model(model_id: str, device: str) -> tuple[Any, Any]:
     return model.to(device).eval(), processor
 
 
+def trained_heads(config: Any) -> list[str]:
+    """Head names with at least one trained node (all heads when the config has no training support);
+    the others are named on stderr, since their columns are left out."""
+    hierarchy = config.get_hierarchy()
+    trained = config.trained_nodes()
+    if trained is None:
+        return hierarchy.head_names
+    keep = [h.name for i, h in enumerate(hierarchy.heads) if any(trained[hierarchy.head_slice(i)])]
+    skipped = [n for n in hierarchy.head_names if n not in keep]
+    if skipped:
+        print(f"benthicnet-hf predict: head(s) {skipped} had no training labels: not predicted", file=sys.stderr)
+    return keep
+
+
 def prediction_columns(head_names: Sequence[str], uncertainty: bool = False) -> list[str]:
     cols = ["image", "error"]
     for head in head_names:
@@ -104,7 +118,7 @@ def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size
     from tqdm.auto import tqdm
 
     from .data.images import ImageLoadError, load_rgb
-    from .prediction import predict_paths
+    from .prediction import predict_paths_for_config
 
     hierarchy = model.config.get_hierarchy()
     device = next(model.parameters()).device
@@ -127,8 +141,11 @@ def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size
             if uncertainty and out.uncertainty is None:
                 raise ValueError("the model returned no uncertainty (ensemble_size=1 without MC dropout)")
             unc = out.uncertainty.float().cpu().numpy() if uncertainty else None
-            for i, (row, pred) in enumerate(zip(ok, predict_paths(hierarchy, out.probabilities, threshold))):
+            preds = predict_paths_for_config(model.config, out.probabilities, threshold)
+            for i, (row, pred) in enumerate(zip(ok, preds)):
                 for head, p in pred.items():
+                    if p["untrained"]:  # no training label: no column, nothing guessed
+                        continue
                     row[f"{head}_paths"] = "; ".join(p["paths"])
                     row[f"{head}_deepest"] = p["deepest"] or ""
                     row[f"{head}_score"] = "" if p["score"] is None else f"{p['score']:.6f}"
@@ -152,7 +169,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = 0
     with open(out, "w", newline="", encoding="utf-8") as fh:
-        columns = prediction_columns(model.config.get_hierarchy().head_names, uncertainty=args.uncertainty)
+        heads = trained_heads(model.config)
+        columns = prediction_columns(heads, uncertainty=args.uncertainty)
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in predict_images(model, processor, files, args.batch_size, args.threshold,

@@ -30,6 +30,17 @@ UNCERTAINTY_MODES = ("bma", "predictive", "aleatoric", "epistemic", "gmu")
 UNCERTAINTY_ALIASES = {"mean": "bma", "bbma": "bma", "pcs": "gmu", "vgmu": "gmu", "js": "epistemic"}
 
 
+#: CATAMI classes that mean "nothing of this head here" (head → keys). Such a class is exclusive with
+#: the rest of its head: predicted only when no other node of the head is (``absence_nodes``).
+ABSENCE_CLASSES = {"biota": ("No visible biota",), "bedforms": ("None",)}
+
+
+def default_absence_nodes(hier: Hierarchy) -> list[str]:
+    """``"head: key"`` of the :data:`ABSENCE_CLASSES` present in ``hier`` (none for other schemes)."""
+    present = set(hier.labels)
+    return [f"{h}: {k}" for h, keys in ABSENCE_CLASSES.items() for k in keys if f"{h}: {k}" in present]
+
+
 def canonical_uncertainty(mode: str) -> str:
     """The canonical name of an uncertainty mode (aliases accepted, case-insensitive)."""
     name = UNCERTAINTY_ALIASES.get(str(mode).lower(), str(mode).lower())
@@ -50,6 +61,23 @@ def check_ensemble(head_type: str, head_dropout: float, ensemble_size: Any, drop
     if dropout_samples > 0 and not head_dropout > 0:
         raise ValueError(f"MC dropout (ensemble_dropout_samples={dropout_samples}) needs head_dropout > 0, "
                          f"got {head_dropout}")
+
+
+def check_node_support(support: Any, num_nodes: int) -> dict[str, list[int]] | None:
+    """Validated ``{"positives": [...], "negatives": [...]}`` (non-negative ints, ``num_nodes`` each)."""
+    if support is None:
+        return None
+    if not isinstance(support, dict) or set(support) != {"positives", "negatives"}:
+        raise ValueError("node_support must be a dict with exactly the keys 'positives' and 'negatives', "
+                         f"got {type(support).__name__} {sorted(support) if isinstance(support, dict) else ''}")
+    out = {}
+    for key, values in support.items():
+        values = [int(v) for v in values]
+        if len(values) != num_nodes or min(values, default=0) < 0:
+            raise ValueError(f"node_support[{key!r}] must hold {num_nodes} counts >= 0, got {len(values)} "
+                             f"values (min {min(values, default=0)})")
+        out[key] = values
+    return out
 
 
 class BenthicNetConfig(PretrainedConfig):
@@ -94,6 +122,14 @@ class BenthicNetConfig(PretrainedConfig):
         uncertainty (`str`, defaults to ``"bma"``): the per-node uncertainty reported for ensembles
             and MC dropout, one of ``"bma"`` (bBMA, ``1 − |2 p̄ − 1|``), ``"predictive"``,
             ``"aleatoric"``, ``"epistemic"``, ``"gmu"`` (see ``rare_nodes.uncertainty``).
+        node_support (`dict`, *optional*): per-node training support from the training split,
+            ``{"positives": [...], "negatives": [...]}`` (known positive / negative bits, ``(num_nodes,)``
+            each), written by fine-tuning. Prediction leaves out nodes with no positive training
+            example and heads with no training label (:meth:`trained_nodes`). None = unknown (all
+            nodes predicted, as for models saved before it existed).
+        absence_nodes (`list[str]`, *optional*): ``"head: key"`` of classes that mean absence within
+            their head (CATAMI: ``"biota: No visible biota"``, ``"bedforms: None"``); predicted only
+            when nothing else in the head is. Defaults to the CATAMI ones present in the hierarchy.
         problem_type (`str`): always ``"multi_label_classification"``.
         kwargs: passed to ``PretrainedConfig`` (``id2label``/``label2id`` are derived from the
             hierarchy: ``"head: key"`` per node; given ones must agree).
@@ -119,6 +155,8 @@ class BenthicNetConfig(PretrainedConfig):
         ensemble_size: int = 1,
         ensemble_dropout_samples: int = 0,
         uncertainty: str = "bma",
+        node_support: dict[str, list[int]] | None = None,
+        absence_nodes: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if isinstance(hierarchy, Hierarchy):
@@ -162,6 +200,13 @@ class BenthicNetConfig(PretrainedConfig):
         self.ensemble_size = int(ensemble_size)
         self.ensemble_dropout_samples = int(ensemble_dropout_samples)
         self.uncertainty = uncertainty
+        self.node_support = check_node_support(node_support, hier.num_nodes)
+        if absence_nodes is None:
+            absence_nodes = default_absence_nodes(hier)
+        unknown = sorted(set(absence_nodes) - set(hier.labels))
+        if unknown:
+            raise ValueError(f"absence_nodes {unknown} are not nodes of the hierarchy (names are 'head: key')")
+        self.absence_nodes = list(absence_nodes)
 
         labels = hier.labels
         id2label = {i: name for i, name in enumerate(labels)}
@@ -191,6 +236,13 @@ class BenthicNetConfig(PretrainedConfig):
         out = super().to_dict()
         out.pop("_hierarchy_cache", None)  # a derived object, not configuration
         return out
+
+    def trained_nodes(self) -> list[bool] | None:
+        """``(num_nodes,)`` True where the node had a positive training example (so its head had
+        training labels); None when the config has no ``node_support``."""
+        if self.node_support is None:
+            return None
+        return [p > 0 for p in self.node_support["positives"]]
 
     @property
     def hierarchy_obj(self) -> Hierarchy:

@@ -19,6 +19,10 @@ Reduction (as the BenthicNet reference, "masked at three levels"), per head:
 2. sample level: samples with no known bit for the head (missing head) are excluded; the head's
    loss is the mean over the remaining samples;
 3. head level: heads with no labelled sample in the batch are left out of the mean over heads.
+
+Unknown bits never move the loss: targets enter the max-constraint as ``known_targets(targets,
+mask)`` (0 wherever ``mask = 0``), so any value on an unknown bit — even NaN — gives bit-identical
+loss and gradients. Without it an unknown ``y = 1`` would feed MCM(y·p) of its ancestors.
 """
 
 from __future__ import annotations
@@ -37,6 +41,16 @@ class HierarchicalLossOutput(NamedTuple):
     loss: Tensor  #: scalar, mean over heads with data (0 with no known bit at all, still differentiable)
     per_head: Tensor  #: (num_heads,) per-head losses (0 where the head has no labelled sample)
     head_has_data: Tensor  #: (num_heads,) bool
+
+
+def known_targets(targets: Tensor, mask: Tensor | None) -> Tensor:
+    """``(batch, N)`` targets with every unknown bit (``mask = 0``) set to 0.
+
+    ``torch.where``, not ``targets * mask``: a NaN on an unknown bit must not survive (NaN · 0 = NaN).
+    """
+    if mask is None:
+        return targets
+    return torch.where(mask > 0.5, targets, torch.zeros((), dtype=targets.dtype, device=targets.device))
 
 
 def mcloss_logits(logits: Tensor, targets: Tensor, ancestor_pairs: Tensor) -> Tensor:
@@ -129,7 +143,7 @@ class HierarchicalLoss(nn.Module):
         for name, t in (("logits", logits), ("labels", targets), ("label_mask", mask)):
             if tuple(t.shape) != expected:
                 raise ValueError(f"{name} must have shape (batch, {self.num_nodes}) = {expected}, got {tuple(t.shape)}")
-        per_bit = self.per_bit(logits, targets)
+        per_bit = self.per_bit(logits, known_targets(targets, mask))
         if weights is not None:
             per_bit = per_bit * weights.to(per_bit.dtype)
         return masked_head_reduction(per_bit, mask, self.head_of_node, self.num_heads)

@@ -34,7 +34,7 @@ from transformers.utils import ModelOutput
 from .configuration_benthicnet import BenthicNetConfig, check_ensemble
 from .constraint import MaxConstraint
 from .hierarchy import Hierarchy
-from .losses import HierarchicalLoss
+from .losses import HierarchicalLoss, known_targets
 
 
 @dataclass
@@ -375,6 +375,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         loss = None
         if labels is not None:
             mask = torch.ones_like(labels) if label_mask is None else label_mask
+            labels = known_targets(labels, mask)  # unknown bits never reach the loss or the weights
             if m > 1:
                 # the three-level masked mean over M identical copies of the batch is exactly the mean
                 # of the M members' losses (every copy has the same known bits)

@@ -30,7 +30,8 @@ class BenthicNetImageClassificationPipeline(ImageClassificationPipeline):
     """``ImageClassificationPipeline`` over the model's coherent probabilities.
 
     Returns per image a list of ``{"label": "head: key", "score": p}`` sorted by score, ``top_k``
-    long (5 by default, as in transformers; ``top_k=config.num_labels`` for all nodes). Models
+    long (5 by default, as in transformers; ``top_k=config.num_labels`` for all nodes). Nodes
+    without a positive training example (``config.trained_nodes()``) are left out. Models
     without ``probabilities`` fall back to the parent's behaviour.
     """
 
@@ -39,7 +40,10 @@ class BenthicNetImageClassificationPipeline(ImageClassificationPipeline):
         if probs is None:
             return super().postprocess(model_outputs, function_to_apply=function_to_apply, top_k=top_k)
         scores = probs[0].float().numpy()
-        k = min(int(top_k), scores.shape[0])
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = np.argsort(-scores, kind="stable")
+        trained = self.model.config.trained_nodes() if hasattr(self.model.config, "trained_nodes") else None
+        if trained is not None:  # nodes never seen positive in training are not offered as answers
+            order = order[np.asarray(trained, dtype=bool)[order]]
+        order = order[:max(0, int(top_k))]
         id2label = self.model.config.id2label
         return [{"label": id2label[int(i)], "score": float(scores[i])} for i in order]

@@ -11,11 +11,18 @@ Per sample and head:
 
 With coherent scores (``outputs.probabilities``) the predicted set is closed under ancestors, so
 ``deepest`` is the end of one of ``paths``. Everything is computed for the whole batch at once.
+
+Only what was trained is predicted: with ``trained`` (``config.trained_nodes()``: a positive
+training example per node) untrained nodes are never predicted, and a head none of whose nodes was
+trained is marked ``"untrained": True`` with no prediction. Classes that mean absence within their
+head (``absence``: CATAMI "No visible biota", bedforms "None") are exclusive with the rest of the
+head: predicted only when no other node of the head is. :func:`predict_paths_for_config` reads both
+from a model config.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -34,7 +41,29 @@ def child_to_parent_matrix(hierarchy: Hierarchy) -> sparse.csr_matrix:
     return sparse.csr_matrix((data, (child[keep], parent[keep])), shape=(n, n))
 
 
-def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5) -> list[dict[str, dict[str, Any]]]:
+def _related(hierarchy: Hierarchy, node: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ancestors incl. ``node``, descendants incl. ``node``) of a node, global indices."""
+    anc = hierarchy.ancestors_padded[node]
+    ptr, idx = hierarchy.descendants_ptr, hierarchy.descendants_idx
+    return anc[anc >= 0], idx[ptr[node]:ptr[node + 1]]
+
+
+def exclusive_absence(hierarchy: Hierarchy, predicted: np.ndarray, absence: Sequence[int]) -> np.ndarray:
+    """``(batch, N)`` bool: ``predicted`` with each absence class (and its descendants) switched off
+    in the rows where another node of its head, not on its own path, is predicted."""
+    out = predicted.copy()
+    for a in absence:  # a handful of special classes; the batch stays vectorised
+        s = hierarchy.head_slice(int(hierarchy.head_of_node[a]))
+        anc, desc = _related(hierarchy, int(a))
+        others = out[:, s].copy()
+        others[:, np.concatenate([anc, desc]) - s.start] = False
+        clash = others.any(axis=1)
+        out[np.ix_(clash, desc)] = False
+    return out
+
+
+def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5, trained: Sequence[bool] | None = None,
+                  absence: Sequence[int] = ()) -> list[dict[str, dict[str, Any]]]:
     """Per-sample, per-head predictions from node scores.
 
     Args:
@@ -42,10 +71,13 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5) -> l
         probs: ``(batch, num_nodes)`` scores in [0, 1] (numpy or torch), normally the model's
             coherent ``probabilities``.
         threshold: a node is predicted when its score is ≥ threshold.
+        trained: optional ``(num_nodes,)`` bool, False for nodes without a positive training
+            example: never predicted; heads with no trained node are marked ``untrained``.
+        absence: global indices of absence classes, exclusive with the rest of their head.
 
     Returns:
         one dict per sample: ``{head: {"paths": [key, ...], "deepest": key | None,
-        "score": float | None}}``.
+        "score": float | None, "untrained": bool}}``.
     """
     if hasattr(probs, "detach"):
         probs = probs.detach().float().cpu().numpy()
@@ -53,6 +85,15 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5) -> l
     if p.ndim != 2 or p.shape[1] != hierarchy.num_nodes:
         raise ValueError(f"probs must have shape (batch, {hierarchy.num_nodes}), got {p.shape}")
     predicted = p >= threshold  # (B, N)
+    head_untrained = np.zeros(len(hierarchy.heads), dtype=bool)
+    if trained is not None:
+        trained = np.asarray(trained, dtype=bool)
+        if trained.shape != (hierarchy.num_nodes,):
+            raise ValueError(f"trained must have shape ({hierarchy.num_nodes},), got {trained.shape}")
+        predicted &= trained[None, :]
+        head_untrained = ~np.logical_or.reduceat(trained, hierarchy.offsets[:-1])
+    if len(absence):
+        predicted = exclusive_absence(hierarchy, predicted, absence)
     # a predicted node with a predicted child is not the end of a path
     has_predicted_child = np.asarray(predicted.astype(np.float32) @ child_to_parent_matrix(hierarchy)) > 0
     most_specific = predicted & ~has_predicted_child
@@ -79,6 +120,7 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5) -> l
                 "paths": [],
                 "deepest": keys[deepest[b, h]] if found[b, h] else None,
                 "score": float(p[b, deepest[b, h]]) if found[b, h] else None,
+                "untrained": bool(head_untrained[h]),
             }
             for h, name in enumerate(head_names)
         }
@@ -86,3 +128,12 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5) -> l
             sample[head_names[head_of_node[j]]]["paths"].append(keys[j])
         out.append(sample)
     return out
+
+
+def predict_paths_for_config(config: Any, probs: Any, threshold: float = 0.5) -> list[dict[str, dict[str, Any]]]:
+    """:func:`predict_paths` with the model config's hierarchy, ``trained_nodes()`` and
+    ``absence_nodes``."""
+    hierarchy = config.get_hierarchy()
+    label2id = config.label2id
+    return predict_paths(hierarchy, probs, threshold, trained=config.trained_nodes(),
+                         absence=[label2id[name] for name in getattr(config, "absence_nodes", None) or ()])

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HEADLINE = ("overall/hml_ap", "overall/ap_micro", "overall/ap_macro", "overall/f1_micro", "overall/bit_f1",
-            "substrate/hml_ap", "biota/hml_ap")
+HEADLINE = ("overall/hml_ap", "overall/ap_micro", "overall/ap_macro", "overall/f1_micro", "overall/sample_ap")
+PER_HEAD = ("hml_ap", "hml_f1", "singular_f1")  # the BenthicNet paper's metrics, per head
 
 
 def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
@@ -92,10 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         return ft.returncode
     report = json.loads((run_dir / "test_metrics.json").read_text())
     print(f"\nheadline test metrics ({report['eval_count']['test']} test images), model vs label prior:")
-    for key in HEADLINE:
+    heads = sorted({k.split("/")[0] for k in report["test"]} - {"overall"})
+    for key in (*HEADLINE, *(f"{h}/{m}" for h in heads for m in PER_HEAD)):
         model, prior = report["test"].get(key), report["baseline"].get(key)
-        if model is not None and prior is not None:
-            print(f"  {key:<20} {model:.3f}   prior {prior:.3f}   {'+' if model >= prior else ''}{model - prior:.3f}")
+        if model is None or prior is None:
+            continue
+        if model != model:  # NaN: not evaluable (see test_metrics.txt for why)
+            print(f"  {key:<24} not evaluable")
+            continue
+        print(f"  {key:<24} {model:.3f}   prior {prior:.3f}   {'+' if model >= prior else ''}{model - prior:.3f}")
 
     print("\n== 4. reload, pipeline, benthicnet-hf predict")
     from PIL import Image
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = list(csv.DictReader(predictions.open()))
     print(f"{len(rows)} rows in {predictions} (exit {rc}); first image:")
     for head in model.config.get_hierarchy().head_names:
+        if f"{head}_deepest" not in rows[0]:
+            print(f"  {head:<10} (no training labels: not predicted)")
+            continue
         print(f"  {head:<10} {rows[0][f'{head}_deepest'] or '-'}  ({rows[0][f'{head}_score'] or '-'})")
     print(f"\ndone in {time.time() - start:.0f} s. Model: {final}  (push with --push_to_hub --hub_model_id ORG/NAME)")
     return 0

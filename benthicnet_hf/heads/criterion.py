@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..hierarchy import Hierarchy
-from ..losses import HierarchicalLossOutput, masked_head_reduction
+from ..losses import HierarchicalLossOutput, known_targets, masked_head_reduction
 from .base import HeadType
 from .registry import build_head_type
 
@@ -53,6 +53,7 @@ class HeadTypeCriterion(nn.Module):
         """Masked loss; ``weights`` optional ``(N,)`` per-node multipliers."""
         for name, t in (("logits", logits), ("labels", targets), ("label_mask", mask)):
             self._check(name, t)
+        targets = known_targets(targets, mask)
         per_sample, labelled = [], []
         for h, s in zip(self.handlers, self.slices):
             w = None if weights is None else weights[..., s]

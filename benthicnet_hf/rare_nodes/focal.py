@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..hierarchy import Hierarchy
-from ..losses import HierarchicalLoss, masked_head_reduction
+from ..losses import HierarchicalLoss, known_targets, masked_head_reduction
 from .uncertainty import canonical_mode, ensemble_uncertainty
 from .weights import APPLY_TO, DEFAULT_OMEGA, bit_weights
 
@@ -162,6 +162,7 @@ class RareNodeLoss(nn.Module):
                 f"labels and label_mask must have shape (batch, N) = {(b, n)}, got "
                 f"{tuple(targets.shape)} and {tuple(mask.shape)} (logits {tuple(logits.shape)})"
             )
+        targets = known_targets(targets, mask)
         flat_y = targets.unsqueeze(0).expand(k, b, n).reshape(k * b, n)
         flat_m = mask.unsqueeze(0).expand(k, b, n).reshape(k * b, n)
         per_bit = self.base.per_bit(logits.reshape(k * b, n), flat_y).view(k, b, n)

@@ -107,18 +107,34 @@ def load_splits(args: Any, accelerator: Any, hierarchy: Hierarchy) -> datasets.D
     return data
 
 
-def build_model(args: Any, hierarchy: Hierarchy, node_weights: list[float] | None = None) -> Any:
+def node_support(targets: np.ndarray, mask: np.ndarray) -> dict[str, list[int]]:
+    """``config.node_support`` of a training split: known positive / negative bits per node.
+
+    Args:
+        targets, mask: ``(rows, N)`` {0, 1} (mask 1 = known).
+    """
+    known = mask.astype(bool)
+    positive = targets.astype(bool) & known
+    pos = positive.sum(axis=0)
+    return {"positives": pos.tolist(), "negatives": (known.sum(axis=0) - pos).tolist()}
+
+
+def build_model(args: Any, hierarchy: Hierarchy, node_weights: list[float] | None = None,
+                support: dict[str, list[int]] | None = None) -> Any:
     """A new model (timm encoder, optional ``--encoder_checkpoint``) or one loaded from ``--init_from``.
 
     ``node_weights`` (``(N,)``, e.g. from ``--node_weights imbalance``) go into ``config.node_weights``
     before the model is built, so the model's loss and its saved config both carry them; so do
-    ``--ensemble_size``, ``--mc_dropout_samples`` and ``--uncertainty`` when given.
+    ``--ensemble_size``, ``--mc_dropout_samples`` and ``--uncertainty`` when given, and the training
+    split's ``support`` (:func:`node_support`: which nodes prediction may offer).
     """
     from ..configuration_benthicnet import BenthicNetConfig
     from ..modeling_benthicnet import BenthicNetForHierarchicalClassification
 
     if args.init_from:
         extra = {} if node_weights is None else {"node_weights": node_weights}
+        if support is not None:
+            extra["node_support"] = support
         extra.update(args.ensemble_overrides)  # a different ensemble_size than the checkpoint's is an error
         model = BenthicNetForHierarchicalClassification.from_pretrained(args.init_from, dtype=torch.float32, **extra)
         if model.config.get_hierarchy().labels != hierarchy.labels:
@@ -133,7 +149,8 @@ def build_model(args: Any, hierarchy: Hierarchy, node_weights: list[float] | Non
     config = BenthicNetConfig(
         encoder_name=args.encoder, encoder_kwargs=args.encoder_kwargs_dict, hierarchy=hierarchy.to_list(),
         head_hidden_dim=args.head_hidden_dim, head_dropout=args.head_dropout, head_type=args.head_type or "mcm",
-        freeze_encoder=args.linear_probe, image_size=args.image_size, node_weights=node_weights, **args.ensemble_overrides,
+        freeze_encoder=args.linear_probe, image_size=args.image_size, node_weights=node_weights,
+        node_support=support, **args.ensemble_overrides,
     )
     model = BenthicNetForHierarchicalClassification(config)
     if args.encoder_checkpoint:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .args import FinetuneArguments
 from .checkpointing import TrainingState, find_checkpoint, save_checkpoint
 from .components import (EpochCounter, build_model, keyed_seed, label_matrices, load_hierarchy, load_splits,
+                         node_support,
                          make_dataloaders, reseed_all)
 from .head_init import init_head_biases
 from .publish import push_final, save_final
@@ -99,7 +100,7 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     data = load_splits(args, accelerator, hierarchy)
     train_y, train_m = label_matrices(data["train"], hierarchy)
     weights = node_imbalance_weights(hierarchy, train_y, train_m) if args.node_weights == "imbalance" else None
-    model = build_model(args, hierarchy, node_weights=weights)
+    model = build_model(args, hierarchy, node_weights=weights, support=node_support(train_y, train_m))
     if not (args.init_from or args.resume_from_checkpoint):  # fresh heads only
         init_head_biases(model, train_y, train_m, how=args.init_head_bias)
     counter = EpochCounter()
