@@ -63,6 +63,16 @@ def _eval_results(metrics: Mapping[str, float], model_id: str, datasets: Sequenc
     return results
 
 
+def _not_evaluable_note(metrics: Mapping[str, float]) -> str:
+    """A sentence naming the heads whose metrics are NaN because the split has no known negative
+    (or no known positive) bit for them ("" when every head is evaluable)."""
+    heads = sorted(k.split("/")[0] for k, v in metrics.items() if k.endswith("/not_evaluable") and v)
+    if not heads:
+        return ""
+    return (f"\n\nNot evaluable on this split (no known negative or no known positive bit, so every "
+            f"metric is NaN and left out of `overall`): {', '.join(heads)}.")
+
+
 def _settings_table(settings: Mapping[str, Any]) -> str:
     return "\n".join(f"| {k} | `{v}` |" for k, v in settings.items()) or "| (not recorded) | |"
 
@@ -76,6 +86,7 @@ def render_model_card(
     datasets: Sequence[str] | str | None = None,
     model_id: str | None = None,
     widget_export: bool = False,
+    baseline: Mapping[str, float] | None = None,
 ) -> ModelCard:
     """The card of a fine-tuned model (``widget_export=True``: of its flat timm export).
 
@@ -87,6 +98,7 @@ def render_model_card(
         base_model: Hub id of the encoder the model was fine-tuned from.
         datasets: Hub dataset id(s).
         model_id: ``org/name`` of the model repo (title and usage snippets).
+        baseline: the label-prior baseline's metrics on the same split, shown in brackets.
     """
     from .metrics import format_metrics_table  # deferred: keeps `import benthicnet_hf.hub` light
 
@@ -128,7 +140,8 @@ def render_model_card(
     if metrics:
         evaluation = ("Dataset-level figures on the test split, over known (unmasked) bits only "
                       "(`benthicnet_hf.metrics.compute_metrics`):\n\n```\n"
-                      + format_metrics_table(metrics, headline_only=True) + "\n```")
+                      + format_metrics_table(metrics, baseline, headline_only=True) + "\n```"
+                      + _not_evaluable_note(metrics))
     return ModelCard.from_template(
         card_data, template_path=_template("benthicnet_model_card.md"),
         model_name=name, summary=summary, num_heads=len(hierarchy.heads),

@@ -83,3 +83,12 @@ def test_push_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="org/name"):
         push_folder_to_hub(tmp_path, "noslash", api=api)
     api.create_repo.assert_not_called()
+
+
+def test_model_card_shows_prior_baseline_and_names_non_evaluable_heads():
+    metrics = {"overall/ap_micro": 0.8123, "biota/ap_micro": float("nan"), "biota/not_evaluable": 1.0,
+               "substrate/ap_micro": 0.9, "substrate/not_evaluable": 0.0}
+    baseline = {"overall/ap_micro": 0.4321, "substrate/ap_micro": 0.5}
+    text = render_model_card(Hierarchy.catami(), metrics=metrics, baseline=baseline).text
+    assert "0.8123 (0.4321)" in text and "label-prior baseline" in text
+    assert "Not evaluable on this split" in text and ": biota." in text and "substrate." not in text

@@ -55,7 +55,7 @@ def render_card(hierarchy: Hierarchy, args: Any, result: dict[str, Any], widget:
     return render_model_card(
         hierarchy, metrics=result.get("test", {}), training_args=training_args,
         base_model=None, datasets=[args.dataset_name] if args.dataset_name else None,
-        model_id=args.hub_model_id, widget_export=widget,
+        model_id=args.hub_model_id, widget_export=widget, baseline=result.get("baseline"),
     )
 
 
