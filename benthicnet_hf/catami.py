@@ -24,8 +24,10 @@ logger = logging.getLogger(__name__)
 SEP = " > "
 HEAD_TOKEN = re.compile(r"^\s*\[([^\]]+)\]\s*(?:>\s+)?(.*)$")
 
-#: Default exhaustive policy of the CATAMI heads: biota annotations rarely list every organism.
-CATAMI_EXHAUSTIVE = {"biota": False, "substrate": True, "relief": True, "bedforms": True, "colour": True}
+#: Default exhaustive policy of the CATAMI heads: every head, biota too, as in the BenthicNet authors'
+#: code (all nodes known except below a label cut short and whole missing heads). A survey that lists
+#: only some organisms opts out per head or per source (``exhaustive=``, ``source_exhaustive=``).
+CATAMI_EXHAUSTIVE = {"biota": True, "substrate": True, "relief": True, "bedforms": True, "colour": True}
 
 #: The colour qualifier classes of the flat colour head (14 classes).
 CATAMI_COLOURS = (

@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("--output", default="predictions.csv", help="CSV to write (default predictions.csv)")
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--threshold", type=float, default=0.5, help="a node is predicted when its score >= this")
+    p.add_argument("--threshold", type=float, default=0.5, help="a node is predicted when its score > this")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument("--uncertainty", action="store_true",

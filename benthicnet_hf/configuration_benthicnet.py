@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from .hierarchy import Hierarchy
+from .hierarchy import Hierarchy, fingerprint_difference
 
 #: BenthicNet image statistics (the reference's normalisation), RGB.
 BENTHICNET_MEAN = (0.359, 0.413, 0.386)
@@ -61,6 +61,22 @@ def check_ensemble(head_type: str, head_dropout: float, ensemble_size: Any, drop
     if dropout_samples > 0 and not head_dropout > 0:
         raise ValueError(f"MC dropout (ensemble_dropout_samples={dropout_samples}) needs head_dropout > 0, "
                          f"got {head_dropout}")
+
+
+def check_hierarchy_fingerprint(saved: Any, hier: Hierarchy) -> None:
+    """Refuse a hierarchy that differs from the ``hierarchy_fingerprint`` saved with it (None: no check)."""
+    if saved is None:
+        return
+    if not isinstance(saved, dict) or not isinstance(saved.get("all"), str):
+        raise ValueError(f"hierarchy_fingerprint must be the dict written by save_pretrained "
+                         f"({{'all': sha256, 'heads': {{...}}}}), got {str(saved)[:200]}")
+    diff = fingerprint_difference(saved, hier.fingerprint())
+    if diff:
+        raise ValueError(
+            f"the config's hierarchy is not the one the weights were saved with ({diff}): the head outputs "
+            "would be read as the wrong labels. Restore the saved hierarchy (config.json 'hierarchy'); to "
+            "train new heads, build a new config and load the encoder only"
+        )
 
 
 def check_node_support(support: Any, num_nodes: int) -> dict[str, list[int]] | None:
@@ -130,6 +146,10 @@ class BenthicNetConfig(PretrainedConfig):
         absence_nodes (`list[str]`, *optional*): ``"head: key"`` of classes that mean absence within
             their head (CATAMI: ``"biota: No visible biota"``, ``"bedforms: None"``); predicted only
             when nothing else in the head is. Defaults to the CATAMI ones present in the hierarchy.
+        hierarchy_fingerprint (`dict`, *optional*): written by ``save_pretrained`` (a hash per head of
+            :meth:`Hierarchy.fingerprint`). When given, it must match ``hierarchy``: a ``config.json``
+            whose hierarchy was edited after saving is refused, naming the heads that differ. Configs
+            saved without it load as before.
         problem_type (`str`): always ``"multi_label_classification"``.
         kwargs: passed to ``PretrainedConfig`` (``id2label``/``label2id`` are derived from the
             hierarchy: ``"head: key"`` per node; given ones must agree).
@@ -157,6 +177,7 @@ class BenthicNetConfig(PretrainedConfig):
         uncertainty: str = "bma",
         node_support: dict[str, list[int]] | None = None,
         absence_nodes: list[str] | None = None,
+        hierarchy_fingerprint: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if isinstance(hierarchy, Hierarchy):
@@ -164,6 +185,7 @@ class BenthicNetConfig(PretrainedConfig):
         if hierarchy is None:
             hierarchy = Hierarchy.catami().to_list()
         hier = Hierarchy.from_list(hierarchy)  # validates
+        check_hierarchy_fingerprint(hierarchy_fingerprint, hier)
         encoder_kwargs = dict(encoder_kwargs or {})
         reserved = sorted({"num_classes", "pretrained"} & set(encoder_kwargs))
         if reserved:
@@ -235,6 +257,8 @@ class BenthicNetConfig(PretrainedConfig):
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out.pop("_hierarchy_cache", None)  # a derived object, not configuration
+        # computed at save time, so a hierarchy changed after construction is still recorded exactly
+        out["hierarchy_fingerprint"] = self.get_hierarchy().fingerprint()
         return out
 
     def trained_nodes(self) -> list[bool] | None:

@@ -13,9 +13,17 @@ float64 tensor (520 MiB at ``B=4`` on the 4,122-node GO DAG). Here the ``M`` (an
 pairs of :attr:`Hierarchy.ancestor_pairs` are gathered and scatter-maxed: ``O(B·M)`` time and
 memory in the input dtype, autograd-correct (the gradient goes to the arg-max descendant, ties to
 the smallest index, exactly as the dense reference's ``torch.max``).
+
+Non-finite scores never crash it: a NaN ranks as ``+inf`` when the arg-max is chosen, so a NaN
+descendant makes its ancestors non-finite too (as ``torch.max`` propagates NaN); ``±inf`` are
+ordinary extremes. Callers that want an error
+use :func:`check_finite_logits` (one ``isfinite().all()`` per call), which raises
+:class:`NonFiniteLogitsError` naming how many scores, which rows and which nodes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +60,9 @@ def max_constraint_argmax(x: Tensor, ancestor_pairs: Tensor) -> Tensor:
     """
     anc, desc = ancestor_pairs[0], ancestor_pairs[1]
     m = desc.shape[0]
+    # NaN never equals the max, so without this no pair would win and desc[m] would be out of range
+    # (an IndexError, a device-side assert on CUDA): rank NaN above +inf so it wins and propagates
+    x = torch.where(torch.isnan(x), torch.inf, x)
     src = x.index_select(-1, desc)
     best = x.new_empty(x.shape).scatter_reduce(-1, anc.expand_as(src), src, reduce="amax", include_self=False)
     pair_pos = torch.arange(m, device=x.device).expand_as(src)
@@ -59,6 +70,49 @@ def max_constraint_argmax(x: Tensor, ancestor_pairs: Tensor) -> Tensor:
     first = torch.full(x.shape, m, dtype=torch.long, device=x.device)
     first = first.scatter_reduce(-1, anc.expand_as(winners), winners, reduce="amin", include_self=True)
     return desc[first]
+
+
+class NonFiniteLogitsError(FloatingPointError):
+    """Scores hold NaN or ±inf. ``count``: how many entries; ``rows``/``nodes``: the batch rows and
+    node indices (or names) that hold them, each sorted and at most ``limit`` long."""
+
+    def __init__(self, message: str, count: int, rows: list[int], nodes: list[str | int]) -> None:
+        super().__init__(message)
+        self.count, self.rows, self.nodes = count, rows, nodes
+
+
+def check_finite_logits(x: Tensor, node_names: Sequence[str] | None = None, what: str = "logits",
+                        limit: int = 10) -> None:
+    """Raise :class:`NonFiniteLogitsError` if ``x`` ``(batch, N)`` holds NaN or ±inf.
+
+    One ``torch.isfinite(x).all()`` (a single host sync); the details are only computed on failure.
+
+    Args:
+        x: ``(batch, N)`` scores.
+        node_names: ``N`` names for the message (e.g. ``config.id2label`` values); indices otherwise.
+        what: what ``x`` is, for the message.
+        limit: at most this many rows and nodes are listed.
+    """
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        return
+    bad = ~finite.reshape(-1, x.shape[-1])
+    flat = x.detach().reshape(-1, x.shape[-1])
+    count = int(bad.sum())
+    n_nan = int(torch.isnan(flat).sum())
+    rows = torch.nonzero(bad.any(-1)).flatten().tolist()
+    node_idx = torch.nonzero(bad.any(0)).flatten().tolist()
+    nodes: list[str | int] = [node_names[i] for i in node_idx] if node_names is not None else node_idx
+    more_rows = f" (+{len(rows) - limit} more)" if len(rows) > limit else ""
+    more_nodes = f" (+{len(nodes) - limit} more)" if len(nodes) > limit else ""
+    raise NonFiniteLogitsError(
+        f"non-finite {what}: {count} of {flat.numel()} values ({n_nan} NaN, {count - n_nan} ±inf) in "
+        f"{len(rows)} of {flat.shape[0]} batch rows {rows[:limit]}{more_rows}, at {len(nodes)} node(s) "
+        f"{nodes[:limit]}{more_nodes}. Usual causes: NaN/inf pixel values, NaN weights (a corrupted "
+        "checkpoint) or a diverging run (lower the learning rate, clip gradients, use fp16 only with a "
+        "gradient scaler)",
+        count, rows[:limit], nodes[:limit],
+    )
 
 
 def dense_max_constraint(x: Tensor, r: Tensor) -> Tensor:

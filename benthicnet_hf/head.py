@@ -32,6 +32,72 @@ class HierarchyError(ValueError):
     """A hierarchy definition is invalid (cycle, duplicate, empty head, bad parent)."""
 
 
+#: Fields of a head's dict form (:meth:`Head.to_dict`); ``name`` and ``nodes`` are required.
+HEAD_FIELDS = ("name", "kind", "exhaustive", "sep", "nodes", "parents")
+
+
+def _type_name(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _is_index(value: Any) -> bool:
+    """An integer that is not a bool (``True`` is an int in Python, never a node index here)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _has_empty_component(path: str, sep: str) -> bool:
+    """Whether ``path`` has an empty component: ``"A >  > C"`` splits into ``["A", "> C"]`` with
+    ``" > "`` (the separator needs whitespace on both sides), so a leftover separator counts too."""
+    core = sep.strip()
+    return any(not part or (core and (part.startswith(core) or part.endswith(core)))
+               for part in split_path(path, sep))
+
+
+def check_head_dict(d: Any, where: str = "head entry") -> None:
+    """Validate a head's dict form strictly: no coercion of junk, errors name the head and field.
+
+    Expected: ``name`` a non-empty str; ``nodes`` a non-empty list of non-empty str, none with an
+    empty path component for ``sep``; ``parents`` (optional) a list of one list of int indices per
+    node; ``kind`` one of :data:`KINDS`; ``exhaustive`` a bool; ``sep`` a str; no other keys.
+    """
+    if not isinstance(d, dict):
+        raise HierarchyError(f"{where}: expected a dict with fields {list(HEAD_FIELDS)}, got {_type_name(d)[:200]}")
+    name = d.get("name")
+    label = f"{where} ({name!r})" if isinstance(name, str) else where
+    unknown = sorted(map(str, set(d) - set(HEAD_FIELDS)))
+    if unknown:
+        raise HierarchyError(f"{label}: unknown field(s) {unknown}; allowed are {list(HEAD_FIELDS)}")
+    missing = [k for k in ("name", "nodes") if k not in d]
+    if missing:
+        raise HierarchyError(f"{label}: missing field(s) {missing}")
+    if not isinstance(name, str) or not name.strip():
+        raise HierarchyError(f"{label}: field 'name' must be a non-empty string, got {_type_name(name)}")
+    for key, types, text in (("kind", str, "a string"), ("exhaustive", bool, "true or false"), ("sep", str, "a string")):
+        if key in d and not isinstance(d[key], types):
+            raise HierarchyError(f"{label}: field {key!r} must be {text}, got {_type_name(d[key])}")
+    nodes = d["nodes"]
+    if not isinstance(nodes, (list, tuple)):
+        raise HierarchyError(f"{label}: field 'nodes' must be a list of strings, got {_type_name(nodes)[:200]}")
+    sep = d.get("sep", " > ")
+    for i, node in enumerate(nodes):
+        if not isinstance(node, str) or not node.strip():
+            raise HierarchyError(f"{label}: field 'nodes', entry {i}: expected a non-empty string, got {_type_name(node)}")
+        if sep and d.get("kind", "tree") == "tree" and _has_empty_component(node, sep):
+            raise HierarchyError(f"{label}: field 'nodes', entry {i}: path {node!r} has an empty component "
+                                 f"(separator {sep!r})")
+    parents = d.get("parents")
+    if parents is None:
+        return
+    if not isinstance(parents, (list, tuple)) or len(parents) != len(nodes):
+        got = f"{len(parents)} entries" if isinstance(parents, (list, tuple)) else _type_name(parents)[:200]
+        raise HierarchyError(f"{label}: field 'parents' must be a list of {len(nodes)} index lists (one per "
+                             f"node), got {got}")
+    for i, ps in enumerate(parents):
+        if not isinstance(ps, (list, tuple)) or not all(_is_index(p) for p in ps):
+            raise HierarchyError(f"{label}: field 'parents', entry {i} (node {nodes[i]!r}): expected a list of "
+                                 f"integer node indices, got {_type_name(ps)[:200]}")
+
+
 @dataclass(frozen=True)
 class Head:
     """One head of a hierarchy.
@@ -174,16 +240,18 @@ class Head:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Head":
-        missing = {"name", "nodes"} - set(d)
-        if missing:
-            raise HierarchyError(f"head entry is missing field(s) {sorted(missing)}: {str(d)[:200]}")
+    def from_dict(cls, d: dict[str, Any], where: str = "head entry") -> "Head":
+        """A head from its :meth:`to_dict` form, validated strictly (:func:`check_head_dict`).
+
+        ``where`` names the entry in errors (e.g. ``"hierarchy head 2"``).
+        """
+        check_head_dict(d, where)
         return cls(
             name=d["name"],
             nodes=tuple(d["nodes"]),
             parents=tuple(tuple(p) for p in d.get("parents") or [()] * len(d["nodes"])),
             kind=d.get("kind", "tree"),
-            exhaustive=bool(d.get("exhaustive", True)),
+            exhaustive=d.get("exhaustive", True),
             sep=d.get("sep", " > "),
         )
 

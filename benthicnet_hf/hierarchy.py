@@ -27,6 +27,7 @@ The dense ``(N, N)`` matrix is available from :meth:`Hierarchy.dense_ancestor_ma
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -183,9 +184,27 @@ class Hierarchy:
 
     @classmethod
     def from_list(cls, items: Sequence[dict[str, Any]]) -> "Hierarchy":
+        """The hierarchy of :meth:`to_list`'s form, each head validated strictly
+        (:func:`~benthicnet_hf.head.check_head_dict`: errors name the head and the field)."""
         if not isinstance(items, (list, tuple)):
             raise HierarchyError(f"expected a list of head dicts, got {type(items).__name__}")
-        return cls(tuple(Head.from_dict(d) for d in items))
+        return cls(tuple(Head.from_dict(d, where=f"hierarchy head {i}") for i, d in enumerate(items)))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the model's output layout depends on, hashed: ``{"all": sha256, "heads": {name: sha256}}``.
+
+        Covers head order, names, kinds, node keys in order and parents (the labelling policy
+        ``exhaustive`` and ``sep`` do not change what a weight means, so they are left out). Stored in
+        a saved model's config as ``hierarchy_fingerprint``; compare two with
+        :func:`fingerprint_difference`.
+        """
+        def digest(obj: Any) -> str:
+            text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+        heads = {h.name: [h.kind, list(h.nodes), [list(p) for p in h.parents]] for h in self.heads}
+        return {"all": digest([[name, *body] for name, body in heads.items()]),
+                "heads": {name: digest(body) for name, body in heads.items()}}
 
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps({"heads": self.to_list()}, indent=1)
@@ -199,6 +218,9 @@ class Hierarchy:
         if not text.lstrip().startswith(("{", "[")):
             text = Path(path_or_text).read_text()
         data = json.loads(text)
+        if isinstance(data, dict) and "heads" not in data:
+            raise HierarchyError(f"{str(path_or_text)[:200]}: expected {{\"heads\": [...]}} or a list of heads, "
+                                 f"got an object with keys {sorted(data)[:20]}")
         return cls.from_list(data["heads"] if isinstance(data, dict) else data)
 
     # ----------------------------------------------------------------- helpers
@@ -232,3 +254,27 @@ class Hierarchy:
     def catami(cls) -> "Hierarchy":
         """The CATAMI scheme shipped with the package: biota, substrate, relief, bedforms, colour."""
         return cls.from_json(Path(__file__).with_name("schemes") / "catami.json")
+
+
+def fingerprint_difference(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """What differs between two :meth:`Hierarchy.fingerprint` values (None when they agree).
+
+    Names missing, added and changed heads (changed = other node keys, order, parents or kind), or
+    a changed head order.
+    """
+    if saved.get("all") == current.get("all"):
+        return None
+    old, new = saved.get("heads") or {}, current.get("heads") or {}
+    parts = []
+    missing = [h for h in old if h not in new]
+    added = [h for h in new if h not in old]
+    changed = [h for h in new if h in old and old[h] != new[h]]
+    if missing:
+        parts.append(f"head(s) {missing} missing")
+    if added:
+        parts.append(f"head(s) {added} added")
+    if changed:
+        parts.append(f"head(s) {changed} changed (node names, order, parents or kind)")
+    if not parts:
+        parts.append(f"head order changed: {list(old)} -> {list(new)}")
+    return "; ".join(parts)

@@ -1,18 +1,20 @@
 """Model cards and Hub publishing.
 
 - :func:`render_model_card`: the card of a fine-tuned BenthicNet model (or of its flat widget
-  export), from ``model_cards/benthicnet_model_card.md``, with ``model-index`` metadata built from
+  export), from ``benthicnet_hf/model_cards/benthicnet_model_card.md``, with ``model-index`` metadata built from
   the evaluation metrics.
 - :func:`render_encoder_card`: the card of a self-supervised encoder export.
 - :func:`push_folder_to_hub`: create the repo if needed and upload a saved folder.
 
-Templates are found in the repository's top-level ``model_cards/`` folder.
+Templates are package data (``benthicnet_hf/model_cards/``), read with ``importlib.resources`` so
+that a wheel install finds them too.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,7 +22,8 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .hierarchy import Hierarchy
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "model_cards"
+#: Package-data folder of the card templates.
+TEMPLATES = "model_cards"
 LIBRARY_NAME = "transformers"
 TAGS = ["image-classification", "hierarchical-multi-label", "benthic", "seafloor", "catami",
         "benthicnet", "partial-labels"]
@@ -33,10 +36,12 @@ class HubOfflineError(RuntimeError):
 
 
 def _template(name: str) -> str:
-    path = TEMPLATES / name
+    """The text of the card template ``name`` from the installed package."""
+    path = resources.files(__package__).joinpath(TEMPLATES, name)
     if not path.is_file():
-        raise FileNotFoundError(f"model card template {path} is missing (expected in {TEMPLATES})")
-    return str(path)
+        raise FileNotFoundError(f"model card template {name} is missing from the installed package "
+                                f"({path}); reinstall benthicnet_hf")
+    return path.read_text(encoding="utf-8")
 
 
 def _hierarchy_rows(hierarchy: Hierarchy) -> str:
@@ -143,7 +148,7 @@ def render_model_card(
                       + format_metrics_table(metrics, baseline, headline_only=True) + "\n```"
                       + _not_evaluable_note(metrics))
     return ModelCard.from_template(
-        card_data, template_path=_template("benthicnet_model_card.md"),
+        card_data, template_str=_template("benthicnet_model_card.md"),
         model_name=name, summary=summary, num_heads=len(hierarchy.heads),
         num_nodes=hierarchy.num_nodes, hierarchy_rows=_hierarchy_rows(hierarchy), usage=usage,
         training=training, evaluation=evaluation, coherence_note=coherence,
@@ -171,7 +176,7 @@ def render_encoder_card(
     usage = (f"```python\nimport timm\n\nencoder = timm.create_model(\"hf-hub:{name}\", pretrained=True, "
              "num_classes=0)\n```")
     return ModelCard.from_template(
-        card_data, template_path=_template("encoder_card.md"), model_name=name,
+        card_data, template_str=_template("encoder_card.md"), model_name=name,
         settings_rows=_settings_table(rows), data=data, usage=usage,
     )
 
@@ -202,8 +207,8 @@ def push_folder_to_hub(
     if api is None and _offline():
         raise HubOfflineError(
             f"HF_HUB_OFFLINE is set: not pushing {folder} to {repo_id}. The saved files are intact "
-            f"in {folder.resolve()}; unset HF_HUB_OFFLINE and run `huggingface-cli upload {repo_id} "
-            f"{folder}` (or rerun with --push_to_hub) to publish them."
+            f"in {folder.resolve()}; to publish them, unset HF_HUB_OFFLINE and run "
+            f"`hf upload {repo_id} {folder.resolve()} .`"
         )
     api = api or HfApi(token=token)
     api.create_repo(repo_id, exist_ok=True, private=private, repo_type="model", token=token)

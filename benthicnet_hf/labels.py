@@ -15,6 +15,13 @@ Semantics, per head, for a sample whose annotations for that head are the node s
   target 0). On a *non-exhaustive* head only what is listed is known: the positives ``T`` have
   mask 1, every other node mask 0. Exhaustiveness is a per-head default
   (:attr:`Head.exhaustive`) that may be overridden per head and per data source.
+  **Every CATAMI head, biota included, is exhaustive by default**, as in the BenthicNet authors'
+  code: all nodes are known except the descendants of a label cut short and whole missing heads.
+  Non-exhaustive is an explicit opt-in (``exhaustive={"biota": False}`` or
+  ``source_exhaustive={"survey_B": {"biota": False}}``) for a survey that lists only some organisms.
+- **listed unknowns**: a table may also say which nodes are unknown (the released BenthicNet
+  ``<head>_mask`` columns, read by :mod:`benthicnet_hf.data.table`); the final mask is this mask
+  AND NOT the listed nodes.
 - Flat heads (e.g. colour) have no ancestors and no depth; the same rules apply.
 
 Worked example, CATAMI substrate (exhaustive) labelled ``"Substrate > Unconsolidated (soft)"``::
@@ -27,7 +34,7 @@ Worked example, CATAMI substrate (exhaustive) labelled ``"Substrate > Unconsolid
     Substrate > Unconsolidated (soft) > Sand ...    0      0    below a label cut short: unknown
     Unclear, Water column, Anthropogenic ...        0      1    other roots: known negatives
 
-The same label on biota (non-exhaustive by default) would have mask 1 only on its two positives.
+The same label on a head declared non-exhaustive would have mask 1 only on its two positives.
 
 Cells may hold several labels (biota often lists several organisms): a list of strings, or one
 string with labels separated by ``;`` (or ``|``). A label may carry its head token
@@ -54,7 +61,16 @@ CELL_SEPARATORS = (";", "|")
 
 
 class UnknownLabelError(ValueError):
-    """A label is not a node of its head. The message names the row, the column and the label."""
+    """Labels that are not nodes of their head, all of them at once.
+
+    The message groups them by (column, label) with a count, the 1-based data rows (header not
+    counted) and the closest known paths. ``unknown`` holds ``(row0, head, column, label)`` tuples
+    with 0-based row positions.
+    """
+
+    def __init__(self, message: str, unknown: list[tuple[int, str, str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.unknown = list(unknown or [])
 
 
 @dataclass
@@ -155,18 +171,40 @@ class LabelEncoder:
                 return i
         return None
 
-    def unknown_error(self, head: Head, row: int, column: str, label: str) -> UnknownLabelError:
-        close = difflib.get_close_matches(label.split("]", 1)[-1].strip(" >"), head.nodes, n=3, cutoff=0.5)
-        hint = f"; closest known: {close}" if close else ""
+    def unknown_error(self, unknown: Sequence[tuple[int, str, str, str]]) -> UnknownLabelError:
+        """One error for all unknown labels.
+
+        Args:
+            unknown: ``(row0, head, column, label)`` tuples, ``row0`` the 0-based row position.
+        """
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for row, head, column, label in unknown:
+            groups.setdefault((column, head, label), []).append(row)
+        lines = []
+        for (column, head, label), rows in sorted(groups.items(), key=lambda kv: min(kv[1])):
+            shown = ", ".join(str(r + 1) for r in sorted(rows)[:10]) + (" ..." if len(rows) > 10 else "")
+            close = difflib.get_close_matches(label.split("]", 1)[-1].strip(" >"),
+                                              self.hierarchy.head(head).nodes, n=3, cutoff=0.5)
+            hint = f"; closest known: {close}" if close else ""
+            lines.append(f"  column {column!r} (head {head!r}): unknown label {label!r} in "
+                         f"{len(rows)} row(s): {shown}{hint}")
+        n_rows = len({r for r, *_ in unknown})
         return UnknownLabelError(
-            f"row {row}, column {column!r}: unknown label {label!r} for head {head.name!r}{hint}"
-        )
+            f"{len(groups)} unknown label(s) in {n_rows} row(s) (rows are 1-based data rows, header not "
+            "counted, so data row N is spreadsheet row N+1):\n" + "\n".join(lines)
+            + "\nFix the labels, or pass on_unknown='ancestor'/'mask' (or skip_bad) to map or mask them "
+            "with a report.", unknown=list(unknown))
 
     def encode_cell(
         self, head: Head, labels: Sequence[str], exhaustive: bool, row: int = 0, column: str | None = None,
-        report: dict | None = None,
+        report: dict | None = None, policy: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(target, mask)`` uint8 vectors of length ``len(head.nodes)`` for one sample."""
+        """``(target, mask)`` uint8 vectors of length ``len(head.nodes)`` for one sample.
+
+        ``policy`` overrides ``on_unknown`` (``encode`` collects every unknown label with ``"mask"``
+        before raising one error for all of them).
+        """
+        policy = policy or self.on_unknown
         n = len(head.nodes)
         target = np.zeros(n, dtype=np.uint8)
         mask = np.zeros(n, dtype=np.uint8)
@@ -174,9 +212,9 @@ class LabelEncoder:
         for lab in labels:
             i = self._resolve(head, lab)
             if i is None:
-                if self.on_unknown == "error":
-                    raise self.unknown_error(head, row, column or head.name, lab)
-                i = self._deepest_known_prefix(head, lab) if self.on_unknown == "ancestor" else None
+                if policy == "error":
+                    raise self.unknown_error([(row, head.name, column or head.name, lab)])
+                i = self._deepest_known_prefix(head, lab) if policy == "ancestor" else None
                 if report is not None:
                     kind = "ancestor" if i is not None else "mask"
                     report.setdefault(kind, []).append((row, head.name, lab, None if i is None else head.nodes[i]))
@@ -218,6 +256,10 @@ class LabelEncoder:
 
         Rows sharing a cell value share the work: each distinct (cell, policy) is encoded once and
         broadcast, so 188,688 BenthicNet rows encode in well under ten seconds.
+
+        Raises:
+            UnknownLabelError: with ``on_unknown="error"``, once, listing every unknown label of
+                every head (grouped by label, with counts, 1-based rows and closest known paths).
         """
         unknown = set(columns) - set(self.hierarchy.head_names)
         if unknown:
@@ -233,6 +275,8 @@ class LabelEncoder:
         mask = np.zeros_like(targets)
         report: dict[str, list] = {}
         column_names = dict(column_names or {})
+        # "error" collects like "mask" first, so one error can list every unknown label
+        policy = "mask" if self.on_unknown == "error" else self.on_unknown
         for hi, head in enumerate(self.hierarchy.heads):
             if head.name not in columns:
                 continue
@@ -258,7 +302,7 @@ class LabelEncoder:
                 local_report: dict[str, list] = {}
                 u_t[c], u_m[c] = self.encode_cell(
                     head, labels, exh, row=first_row[c], column=column_names.get(head.name, head.name),
-                    report=local_report,
+                    report=local_report, policy=policy,
                 )
                 if local_report:
                     touched[c] = [(kind, item) for kind, items in local_report.items() for item in items]
@@ -268,6 +312,9 @@ class LabelEncoder:
                 for r in np.flatnonzero(codes == c):
                     for kind, (_, hname, lab, rep) in items:
                         report.setdefault(kind, []).append((int(r), hname, lab, rep))
+        if self.on_unknown == "error" and report.get("mask"):
+            raise self.unknown_error([(r, hname, column_names.get(hname, hname), lab)
+                                      for r, hname, lab, _ in report["mask"]])
         for kind, items in report.items():
             logger.warning("on_unknown=%r: %d label(s) %s, e.g. %s", self.on_unknown, len(items),
                            "mapped to an ancestor" if kind == "ancestor" else "masked their head", items[:3])
@@ -286,7 +333,7 @@ def decode(
 
     Args:
         scores: ``(num_nodes,)`` or ``(rows, num_nodes)`` targets or (coherent) probabilities.
-        threshold: a node is predicted when its score is ``>= threshold``.
+        threshold: a node is predicted when its score is ``> threshold`` (the metrics' convention).
 
     Returns:
         one dict per row: head name → keys of predicted nodes none of whose children is predicted.
@@ -294,7 +341,7 @@ def decode(
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     if s.shape[1] != hierarchy.num_nodes:
         raise ValueError(f"scores have {s.shape[1]} columns, the hierarchy has {hierarchy.num_nodes} nodes")
-    on = s >= threshold
+    on = s > threshold
     # a predicted node is "deepest" when none of its children is predicted
     parents = hierarchy.parents_padded
     child, k = np.nonzero(parents >= 0)

@@ -32,8 +32,8 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_benthicnet import BenthicNetConfig, check_ensemble
-from .constraint import MaxConstraint
-from .hierarchy import Hierarchy
+from .constraint import MaxConstraint, check_finite_logits
+from .hierarchy import Hierarchy, fingerprint_difference
 from .losses import HierarchicalLoss, known_targets
 
 
@@ -188,14 +188,28 @@ class BenthicNetPreTrainedModel(PreTrainedModel):
             if isinstance(module, HierarchicalLoss):
                 init.copy_(module.head_of_node, torch.as_tensor(hier.head_of_node, dtype=torch.long))
 
-    def check_pixel_values(self, pixel_values: Tensor) -> None:
-        """Clear errors for a wrongly shaped image batch (expected ``(batch, C, H, W)``)."""
+    def check_pixel_values(self, pixel_values: Tensor) -> Tensor:
+        """The image batch ``(batch, C, H, W)``, checked: clear errors for a wrong shape or dtype.
+
+        Integer pixels (uint8 0-255) mean the image processor was skipped: an error. Floating-point
+        pixels of another dtype than the encoder's weights (float64 from numpy, typically) are cast to
+        it, which loses nothing the encoder would use.
+        """
         in_chans = int(self.config.encoder_kwargs.get("in_chans", 3))
         if not isinstance(pixel_values, Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != in_chans:
             got = tuple(pixel_values.shape) if isinstance(pixel_values, Tensor) else type(pixel_values).__name__
             raise ValueError(
                 f"pixel_values must have shape (batch, {in_chans}, height, width), got {got}"
             )
+        if not pixel_values.is_floating_point():
+            hint = (" (raw 0-255 pixels: the image processor was skipped; pass images through "
+                    "AutoImageProcessor.from_pretrained(model_dir)(images, return_tensors='pt'), which scales "
+                    "and normalises them)") if pixel_values.dtype == torch.uint8 else ""
+            raise ValueError(f"pixel_values must be a floating-point tensor of normalised images, got "
+                             f"dtype {pixel_values.dtype}{hint}")
+        weight_dtype = next(self.backbone.parameters()).dtype
+        if pixel_values.dtype != weight_dtype and weight_dtype.is_floating_point:
+            pixel_values = pixel_values.to(weight_dtype)
         patch_embed = getattr(self.backbone, "patch_embed", None)
         fixed = getattr(patch_embed, "img_size", None)
         strict = getattr(patch_embed, "strict_img_size", False)  # timm ViTs without dynamic_img_size
@@ -204,6 +218,7 @@ class BenthicNetPreTrainedModel(PreTrainedModel):
                 f"encoder {self.config.encoder_name!r} takes {tuple(fixed)} images, got pixel_values of "
                 f"shape {tuple(pixel_values.shape)} (set encoder_kwargs img_size or dynamic_img_size)"
             )
+        return pixel_values
 
 
 class BenthicNetModel(BenthicNetPreTrainedModel):
@@ -217,7 +232,7 @@ class BenthicNetModel(BenthicNetPreTrainedModel):
 
     def forward(self, pixel_values: Tensor, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs: Any) -> BenthicNetModelOutput | tuple:
-        self.check_pixel_values(pixel_values)
+        pixel_values = self.check_pixel_values(pixel_values)
         fmap = self.backbone.forward_features(pixel_values)
         pooled = self.backbone.forward_head(fmap, pre_logits=True)
         out = BenthicNetModelOutput(pooler_output=pooled, hidden_states=(fmap,) if output_hidden_states else None)
@@ -317,6 +332,19 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         return _rare_nodes_module("uncertainty").ensemble_uncertainty(member_probs, self.config.uncertainty)
 
     # -------------------------------------------------------------------- forward
+    def check_logits(self, logits: Tensor) -> None:
+        """Raise ``constraint.NonFiniteLogitsError`` (a ``FloatingPointError``) when the ``(rows, N)``
+        logits hold NaN/inf, naming the count, rows and nodes (one host sync per forward).
+
+        Skipped under fp16 autocast (``accelerate --mixed_precision fp16``): there an overflow is
+        expected now and then; the loss comes out non-finite, and the gradient scaler skips the step and
+        lowers its scale, as usual. The max-constraint propagates NaN instead of failing.
+        """
+        dev = logits.device.type
+        if torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.float16:
+            return
+        check_finite_logits(logits, self.config.get_hierarchy().labels)
+
     def forward(
         self,
         pixel_values: Tensor,
@@ -338,7 +366,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         ``uncertainty`` ``(batch, N)``, ``logits`` = the members' mean raw logits ``(batch, N)`` and
         ``loss`` = the mean over members of each member's masked loss on the same batch.
         """
-        self.check_pixel_values(pixel_values)
+        pixel_values = self.check_pixel_values(pixel_values)
         n = self.config.num_labels
         if labels is not None and (labels.ndim != 2 or labels.shape != (pixel_values.shape[0], n)):
             raise ValueError(f"labels must have shape (batch, num_nodes) = ({pixel_values.shape[0]}, {n}), "
@@ -360,6 +388,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
             m, b, _ = members.shape
             # every member's loss on the same batch at once: (M·B, N) rows, labels repeated
             flat_logits = members.reshape(m * b, n)
+            self.check_logits(flat_logits)
             member_probs = self.constraint(flat_logits).sigmoid().view(m, b, n)
             probabilities = member_probs.mean(0)
             uncertainty = self.member_uncertainty(member_probs)
@@ -367,6 +396,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         else:
             m = 1
             logits = flat_logits = self.heads(features)
+            self.check_logits(flat_logits)
             if self.constraint is not None:
                 probabilities = self.constraint(logits).sigmoid()
             else:
@@ -433,10 +463,14 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
-        """``PreTrainedModel.from_pretrained`` with a clear error when the config's hierarchy does not
-        match the checkpoint's head shapes."""
+        """``PreTrainedModel.from_pretrained`` that refuses a config whose hierarchy does not match the
+        checkpoint: other head shapes, fewer or more heads (transformers would only warn about
+        unexpected or newly initialised head weights), or other labels of the same shapes (the saved
+        ``hierarchy_fingerprint`` differs). ``ignore_mismatched_sizes=True`` skips the head check."""
+        want_info = kwargs.pop("output_loading_info", False)
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args,
+                                                  output_loading_info=True, **kwargs)
         except RuntimeError as err:
             if "mismatched" not in str(err) and "size mismatch" not in str(err):
                 raise
@@ -448,6 +482,42 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
                 config = BenthicNetConfig.from_pretrained(pretrained_model_name_or_path, **overrides)
             detail = head_shape_mismatch(pretrained_model_name_or_path, config)
             raise ValueError(detail or f"the checkpoint does not match the config: {err}") from err
+        check_loaded_heads(pretrained_model_name_or_path, model.config, info,
+                           kwargs.get("ignore_mismatched_sizes", False))
+        return (model, info) if want_info else model
+
+
+def check_loaded_heads(folder: str | Path, config: BenthicNetConfig, info: dict[str, Any],
+                       ignore_mismatched_sizes: bool = False) -> None:
+    """Raise ``ValueError`` when a load left head weights unused or newly initialised (``info`` of
+    ``from_pretrained(output_loading_info=True)``), or when ``config``'s hierarchy differs from the
+    ``hierarchy_fingerprint`` of ``folder``'s ``config.json`` (a ``config=`` or ``hierarchy=`` given
+    at load time)."""
+    if not ignore_mismatched_sizes:
+        head_keys = sorted(k for k in [*info.get("unexpected_keys", ()), *info.get("missing_keys", ())]
+                           if k.startswith("heads."))
+        if head_keys:
+            detail = head_shape_mismatch(folder, config)
+            raise ValueError(detail or f"the checkpoint's head weights do not match the config: {head_keys[:10]}")
+    saved = _saved_fingerprint(folder)
+    diff = None if saved is None else fingerprint_difference(saved, config.get_hierarchy().fingerprint())
+    if diff:
+        raise ValueError(f"the config's hierarchy is not the one {folder} was saved with ({diff}): the head "
+                         "outputs would be read as the wrong labels; load without config=/hierarchy= overrides")
+
+
+def _saved_fingerprint(folder: str | Path) -> dict[str, Any] | None:
+    """``hierarchy_fingerprint`` of ``folder``'s ``config.json`` (local or cached), None if absent."""
+    import json
+
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(str(folder), "config.json", _raise_exceptions_for_missing_entries=False)
+        saved = json.loads(Path(path).read_text(encoding="utf-8")).get("hierarchy_fingerprint") if path else None
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def _rare_nodes_module(name: str) -> Any:

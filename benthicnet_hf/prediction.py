@@ -2,7 +2,8 @@
 
 Per sample and head:
 
-- ``paths``: the most specific predicted nodes: score ≥ threshold and no child scoring ≥ threshold
+- ``paths``: the most specific predicted nodes: score > threshold and no child scoring above it
+  (strictly above: the BenthicNet paper's ``sigmoid > 0.5``, the convention of every metric),
   (keys are full paths for CATAMI trees), by decreasing score;
 - ``deepest``: the deepest node whose score clears the threshold (ties: the higher score) —
   "predict the generic class when unsure": when no child of a node clears the threshold, that node
@@ -70,7 +71,7 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5, trai
         hierarchy: the label hierarchy (global node layout).
         probs: ``(batch, num_nodes)`` scores in [0, 1] (numpy or torch), normally the model's
             coherent ``probabilities``.
-        threshold: a node is predicted when its score is ≥ threshold.
+        threshold: a node is predicted when its score is > threshold.
         trained: optional ``(num_nodes,)`` bool, False for nodes without a positive training
             example: never predicted; heads with no trained node are marked ``untrained``.
         absence: global indices of absence classes, exclusive with the rest of their head.
@@ -84,7 +85,7 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5, trai
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != hierarchy.num_nodes:
         raise ValueError(f"probs must have shape (batch, {hierarchy.num_nodes}), got {p.shape}")
-    predicted = p >= threshold  # (B, N)
+    predicted = p > threshold  # (B, N)
     head_untrained = np.zeros(len(hierarchy.heads), dtype=bool)
     if trained is not None:
         trained = np.asarray(trained, dtype=bool)

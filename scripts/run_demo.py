@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         ssl = run(accelerate_launch("train_scripts/pretrain.py", [
             "--train_data", str(data_dir / "images"), "--method", "simsiam", "--encoder", args.encoder,
             "--image_size", str(args.image_size), "--batch_size", "32", "--max_steps", str(args.ssl_steps),
-            "--output_dir", str(ssl_dir), "--report_to", "none", "--num_workers", "0"]))
+            "--output_dir", str(ssl_dir), "--overwrite_output_dir", "--report_to", "none", "--num_workers", "0"]))
         if ssl.returncode == 0 and (ssl_dir / "encoder.safetensors").exists():
             encoder_flags = ["--encoder_checkpoint", str(ssl_dir)]
         else:
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n== 3. fine-tune and evaluate")
     ft = run(accelerate_launch("train_scripts/finetune.py", [
-        "--demo", "--data_dir", str(data_dir), "--output_dir", str(run_dir), "--encoder", args.encoder,
+        "--demo", "--data_dir", str(data_dir), "--output_dir", str(run_dir), "--overwrite_output_dir",
+        "--encoder", args.encoder,
         *encoder_flags, "--image_size", str(args.image_size), "--num_train_epochs", str(args.epochs),
         "--per_device_train_batch_size", "32", "--learning_rate", "1e-3", "--head_learning_rate", "1e-2",
         "--weight_decay", "0.05",

@@ -112,9 +112,11 @@ def test_reload_pipeline_and_cli_agree(job: tuple[Path, list[str], str], tmp_pat
         probs = model(**processor(images, return_tensors="pt")).probabilities
     pipe = pipeline("image-classification", model=str(final), trust_remote_code=True)
     n = model.config.num_labels
+    trained = model.config.trained_nodes()  # the training split's support, stored by fine-tuning
+    assert trained is not None and 0 < sum(trained) < n
     for image, p in zip(images, probs):
         scores = {d["label"]: d["score"] for d in pipe(image, top_k=n)}
-        expected = {model.config.id2label[i]: float(p[i]) for i in range(n)}
+        expected = {model.config.id2label[i]: float(p[i]) for i in range(n) if trained[i]}
         assert scores.keys() == expected.keys()
         assert max(abs(scores[k] - expected[k]) for k in scores) < 1e-5
     card = ModelCard.load(final / "README.md")
@@ -149,3 +151,33 @@ def test_mocked_push_uploads_the_final_folder(job: tuple[Path, list[str], str]) 
         push_final(run, parse_args(argv), api=failing)
     assert time.monotonic() - start < 5 and str(run / "final") in str(info.value)
     assert tree_digest(run / "final") == before
+
+
+def test_per_node_metrics_csv_counts_match_the_label_matrices(job: tuple[Path, list[str], str]) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from benthicnet_hf.data import build_dataset
+    from benthicnet_hf.data.demo import DEMO_SOURCE_EXHAUSTIVE
+    from benthicnet_hf.training.components import label_matrices
+
+    run, argv, _ = job
+    table = pd.read_csv(run / "per_node_metrics.csv", keep_default_na=False, na_values=[""])
+    assert list(table.columns[:7]) == ["head", "node", "depth", "train_positives", "train_negatives",
+                                       "positives", "negatives"]
+    model_cfg = json.loads((run / "final" / "config.json").read_text())
+    data_dir = Path(argv[argv.index("--data_dir") + 1])
+    splits = build_dataset(data_dir / "labels.csv", data_dir, cache_dir=argv[argv.index("--cache_dir") + 1],
+                           source_exhaustive=DEMO_SOURCE_EXHAUSTIVE)
+    from benthicnet_hf import Hierarchy
+
+    hierarchy = Hierarchy.from_list(model_cfg["hierarchy"])
+    for split, (pos_col, neg_col) in {"train": ("train_positives", "train_negatives"),
+                                      "test": ("positives", "negatives")}.items():
+        y, m = label_matrices(splits[split], hierarchy)
+        assert table[pos_col].tolist() == ((y == 1) & (m == 1)).sum(0).tolist()
+        assert table[neg_col].tolist() == ((y == 0) & (m == 1)).sum(0).tolist()
+    assert table["train_positives"].tolist() == model_cfg["node_support"]["positives"]
+    # a node without both test classes has no AP; the others have one in [0, 1]
+    both = (table["positives"] > 0) & (table["negatives"] > 0)
+    assert table.loc[~both, "ap"].isna().all() and table.loc[both, "ap"].between(0, 1).all()

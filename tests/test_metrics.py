@@ -64,13 +64,14 @@ def test_sample_ap_per_depth_equals_sklearn_per_row(hierarchy):
     for r in range(probs.shape[0]):
         for d in range(got.shape[1]):
             cols = known[r] & (depth <= d + 1)
-            if targets[r, cols].sum() == 0:
+            if targets[r, cols].sum() == 0 or targets[r, cols].all():  # needs both known classes
                 assert np.isnan(got[r, d])
             else:
                 assert got[r, d] == pytest.approx(average_precision_score(targets[r, cols], probs[r, cols]), abs=1e-12)
         cols = known[r]
-        if targets[r, cols].sum():
-            assert unrestricted[r] == pytest.approx(average_precision_score(targets[r, cols], probs[r, cols]), abs=1e-12)
+        if targets[r, cols].sum() and not targets[r, cols].all():
+            ref = average_precision_score(targets[r, cols], probs[r, cols])
+            assert unrestricted[r] == pytest.approx(ref, abs=1e-12)
 
 
 def test_float64_scores_keep_exact_order_and_ties(hierarchy):
@@ -85,7 +86,7 @@ def test_float64_scores_keep_exact_order_and_ties(hierarchy):
 def test_thresholded_ap_equals_sklearn_on_binary_predictions(hierarchy):
     probs, targets, mask = _data(hierarchy, seed=3)
     known = mask.astype(bool)
-    binary = (probs >= 0.5).astype(np.float64)
+    binary = (probs > 0.5).astype(np.float64)  # strict, as the paper
     got = thresholded_average_precision(probs, targets, mask, 0.5)
     assert got["ap_micro_thresholded"] == pytest.approx(average_precision_score(targets[known], binary[known]))
     ref = [average_precision_score(targets[known[:, j], j], binary[known[:, j], j]) for j in range(probs.shape[1])]
@@ -94,10 +95,12 @@ def test_thresholded_ap_equals_sklearn_on_binary_predictions(hierarchy):
 
 def test_f1_bit_f1_exact_match_and_levels_equal_references(hierarchy):
     probs, targets, mask = _data(hierarchy, seed=4)
-    pred, t, m = probs >= 0.5, targets.astype(bool), mask.astype(bool)
+    pred, t, m = probs > 0.5, targets.astype(bool), mask.astype(bool)
+    t[:, 0] = m[:, 0]  # node 0: no known negative, so it cannot count in the macro figures
     got = f1_scores(pred, t, m)
     assert got["f1_micro"] == pytest.approx(f1_score(t[m], pred[m]))
-    cols = [j for j in range(t.shape[1]) if t[m[:, j], j].any()]
+    cols = [j for j in range(t.shape[1]) if t[m[:, j], j].any() and not t[m[:, j], j].all()]
+    assert 0 not in cols
     prf = [precision_recall_fscore_support(t[m[:, j], j], pred[m[:, j], j], average="binary", zero_division=0)
            for j in cols]
     assert got["precision_macro"] == pytest.approx(np.mean([x[0] for x in prf]))
@@ -109,7 +112,7 @@ def test_f1_bit_f1_exact_match_and_levels_equal_references(hierarchy):
     em = exact_match(pred, t, m, depth)
     for r in range(t.shape[0]):
         k = m[r]
-        if not k.any():
+        if not t[r, k].any() or t[r, k].all():  # without both known classes a row is not scored
             assert np.isnan(per_row[r])
             continue
         ref = (f1_score(t[r, k], pred[r, k], pos_label=1, zero_division=1.0)
@@ -158,7 +161,7 @@ def _singular_f1_reference(pred, targets, mask, depth):
 def test_singular_f1_follows_the_papers_procedure(hierarchy):
     probs, targets, mask = _data(hierarchy, seed=5)
     s = hierarchy.head_slice("substrate")
-    pred = probs[:, s] >= 0.5
+    pred = probs[:, s] > 0.5
     got = singular_f1(pred, targets[:, s], mask[:, s], hierarchy.depth[s])["singular_f1"]
     assert got == pytest.approx(_singular_f1_reference(pred, targets[:, s], mask[:, s], hierarchy.depth[s]))
 
@@ -185,16 +188,16 @@ def test_compute_metrics_per_head_overall_and_table(hierarchy):
         assert out[f"{name}/ap_micro"] == pytest.approx(average_precision_score(t[k], p[k]))
         assert out[f"{name}/num_samples"] == k.any(axis=1).sum()
     assert out["overall/ap_micro"] == pytest.approx(average_precision_score(targets[known], probs[known]))
-    assert "substrate/hml_ap@d3" in out and "overall/level2/f1_macro" in out
+    assert "substrate/sample_ap@d3" in out and "overall/level2/f1_macro" in out
     # the fused per-group computation agrees with the sklearn-checked single-scope functions
     s = hierarchy.head_slice("substrate")
-    pred, t, m = probs[:, s] >= 0.5, targets[:, s].astype(bool), known[:, s]
+    pred, t, m = probs[:, s] > 0.5, targets[:, s].astype(bool), known[:, s]
     assert out["substrate/bit_f1"] == pytest.approx(np.nanmean(bit_f1(pred, t, m)))
     em = exact_match(pred, t, m, hierarchy.depth[s])
     for d in range(em.shape[1]):
         assert out[f"substrate/exact_match@d{d + 1}"] == pytest.approx(np.nanmean(em[:, d]))
-    assert out["overall/f1_micro"] == pytest.approx(f1_score(targets[known], probs[known] >= 0.5))
-    lv = level_scores(probs >= 0.5, targets.astype(bool), known, hierarchy.depth)
+    assert out["overall/f1_micro"] == pytest.approx(f1_score(targets[known], probs[known] > 0.5))
+    lv = level_scores(probs > 0.5, targets.astype(bool), known, hierarchy.depth)
     assert out["overall/level2/f1_macro"] == pytest.approx(lv["level2/f1_macro"])
     prior = prior_probabilities(targets, mask)
     assert prior[0] == pytest.approx(targets[known[:, 0], 0].mean())
@@ -240,11 +243,11 @@ def test_evaluate_module_loads_offline(hierarchy, monkeypatch, tmp_path):
 
 
 def _sklearn_sample_ap(probs, targets, known, cols_mask):
-    """Mean over rows (with a known positive in ``cols_mask``) of sklearn's AP on that row."""
+    """Mean over rows (with a known positive and a known negative in ``cols_mask``) of sklearn's AP."""
     per_row = []
     for r in range(probs.shape[0]):
         cols = known[r] & cols_mask
-        if targets[r, cols].any():
+        if targets[r, cols].any() and not targets[r, cols].all():
             per_row.append(average_precision_score(targets[r, cols], probs[r, cols]))
     return float(np.mean(per_row))
 
@@ -257,14 +260,14 @@ def test_compute_metrics_rankings_equal_sklearn_for_any_chunking(hierarchy, chun
     out = compute_metrics(probs, targets, mask, hierarchy, chunk_rows=chunk_rows)
     known = mask.astype(bool)
     everything = np.ones(hierarchy.num_nodes, dtype=bool)
-    assert out["overall/hml_ap"] == pytest.approx(_sklearn_sample_ap(probs, targets, known, everything), abs=1e-12)
+    assert out["overall/sample_ap"] == pytest.approx(_sklearn_sample_ap(probs, targets, known, everything), abs=1e-12)
     depth, head_of = hierarchy.depth, hierarchy.head_of_node
     for h, name in enumerate(hierarchy.head_names):
         in_head = head_of == h
         for d in range(1, int(depth[in_head].max()) + 1):
             ref = _sklearn_sample_ap(probs, targets, known, in_head & (depth <= d))
-            assert out[f"{name}/hml_ap@d{d}"] == pytest.approx(ref, abs=1e-12)
-        assert out[f"{name}/hml_ap"] == pytest.approx(_sklearn_sample_ap(probs, targets, known, in_head), abs=1e-12)
+            assert out[f"{name}/sample_ap@d{d}"] == pytest.approx(ref, abs=1e-12)
+        assert out[f"{name}/sample_ap"] == pytest.approx(_sklearn_sample_ap(probs, targets, known, in_head), abs=1e-12)
         node_ref = [average_precision_score(targets[known[:, j], j], probs[known[:, j], j])
                     for j in np.flatnonzero(in_head) if 0 < targets[known[:, j], j].sum() < known[:, j].sum()]
         assert out[f"{name}/ap_macro"] == pytest.approx(np.mean(node_ref), abs=1e-12)
@@ -286,7 +289,7 @@ def test_singular_f1_and_accuracy_in_compute_metrics_follow_references(hierarchy
     probs, targets, mask = _data(hierarchy, rows=200, seed=13)
     out = compute_metrics(probs, targets, mask, hierarchy, chunk_rows=17)
     s = hierarchy.head_slice("substrate")
-    pred = probs[:, s] >= 0.5
+    pred = probs[:, s] > 0.5
     ref = _singular_f1_reference(pred, targets[:, s], mask[:, s], hierarchy.depth[s])
     assert out["substrate/singular_f1"] == pytest.approx(ref)
     h = Hierarchy((Head.flat("substrate5", list("abcde")),))
@@ -294,3 +297,40 @@ def test_singular_f1_and_accuracy_in_compute_metrics_follow_references(hierarchy
     p5 = np.random.default_rng(15).random((90, 5)).astype(np.float32)
     assert compute_metrics(p5, np.eye(5, dtype=np.uint8)[y], None, h, chunk_rows=8)["substrate5/accuracy"] == \
         pytest.approx(accuracy_score(y, p5.argmax(1)))
+
+
+def test_per_node_table_equals_sklearn(hierarchy):
+    from benthicnet_hf.metrics import per_node_table
+
+    probs, targets, mask = _data(hierarchy, rows=120, seed=16)
+    targets[:, 1] = mask[:, 1]  # node 1: only known positives -> NaN, never a perfect score
+    table = per_node_table(probs, targets, mask, hierarchy, threshold=0.5)
+    assert list(table.columns) == ["head", "node", "depth", "positives", "negatives", "ap", "f1"]
+    assert list(table["node"]) == [k for h in hierarchy.heads for k in h.nodes]
+    known = mask.astype(bool)
+    for j, row in table.iterrows():
+        t, p = targets[known[:, j], j], probs[known[:, j], j]
+        assert (row["positives"], row["negatives"]) == (t.sum(), (1 - t).sum())
+        assert row["head"] == hierarchy.head_names[hierarchy.head_of_node[j]]
+        if t.any() and not t.all():
+            assert row["ap"] == pytest.approx(average_precision_score(t, p), abs=1e-12)
+            assert row["f1"] == pytest.approx(f1_score(t, p > 0.5))
+        else:
+            assert np.isnan(row["ap"]) and np.isnan(row["f1"])
+    assert np.isnan(table.loc[1, "ap"])
+
+
+def test_nodes_without_negatives_leave_every_macro_figure(hierarchy):
+    """A node whose known bits are all positive is NaN everywhere, never 1.0 (issue 14)."""
+    probs, targets, mask = _data(hierarchy, rows=200, seed=17)
+    s = hierarchy.head_slice("substrate")
+    targets[:, s.start] = mask[:, s.start]  # node: known positives only
+    out = compute_metrics(probs, targets, mask, hierarchy)
+    known = mask.astype(bool)
+    others = [j for j in range(s.start + 1, s.stop)]
+    thr = [average_precision_score(targets[known[:, j], j], (probs[known[:, j], j] > 0.5).astype(float))
+           for j in others]
+    assert out["substrate/ap_macro_thresholded"] == pytest.approx(np.mean(thr))
+    f1 = [f1_score(targets[known[:, j], j], probs[known[:, j], j] > 0.5) for j in others]
+    assert out["substrate/f1_macro"] == pytest.approx(np.mean(f1))
+    assert out["substrate/ap_macro_nodes"] == len(others)

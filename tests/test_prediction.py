@@ -18,7 +18,7 @@ def brute_force(hier: Hierarchy, p: np.ndarray, threshold: float, trained=None, 
         for hi, head in enumerate(hier.heads):
             off = int(hier.offsets[hi])
             ok = [trained is None or trained[off + i] for i in range(len(head.nodes))]
-            pred = [i for i in range(len(head.nodes)) if row[off + i] >= threshold and ok[i]]
+            pred = [i for i in range(len(head.nodes)) if row[off + i] > threshold and ok[i]]
             for a in [g - off for g in absence if off <= g < off + len(head.nodes)]:
                 path = set(head.ancestors[a]) | set(head.descendants[a])
                 if any(i not in path for i in pred):

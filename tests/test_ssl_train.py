@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from benthicnet_hf.ssl import SINGLE_VIEW_METHODS, build_ssl_method
 from benthicnet_hf.ssl.augment import SingleViewTransform, TwoViewTransform
-from benthicnet_hf.ssl.checkpointing import latest_checkpoint
+from benthicnet_hf.ssl.checkpointing import latest_checkpoint, read_trainer_state
 from benthicnet_hf.ssl.optim import build_optimizer
 from benthicnet_hf.ssl.trainer import config_from_args, run_pretraining
 
@@ -156,14 +156,25 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 
 
 def test_two_process_cpu_run(image_dir, tmp_path):
+    # also the offline --push_to_hub failure: it comes after everything is saved, once, from the
+    # main process, as one line (no traceback, no rank left waiting) naming a folder that exists
     out = tmp_path / "ddp"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
     cmd = launcher + [str(REPO / "train_scripts" / "pretrain.py"),
-                      *_args(image_dir, out, "barlow_twins", ["--max_steps", "2", "--checkpointing_steps", "2"])]
+                      *_args(image_dir, out, "barlow_twins", ["--max_steps", "2", "--checkpointing_steps", "2",
+                                                              "--push_to_hub", "--hub_model_id", "org/bt"])]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=170)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode != 0
+    # no traceback from the training processes (the launcher still reports the failed child)
+    for code in ("benthicnet_hf", "train_scripts"):
+        assert f'File "{REPO / code}' not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "HF_HUB_OFFLINE is set" in errors[0], proc.stderr[-3000:]
+    assert f"`hf upload org/bt {out / 'hub_upload'} .`" in errors[0] and "huggingface-cli" not in errors[0]
+    assert sorted(p.name for p in (out / "hub_upload").iterdir()) == [
+        "README.md", "config.json", "encoder_config.json", "model.safetensors"]
     cfg = json.loads((out / "encoder_config.json").read_text())
     assert cfg["global_batch_size"] == 8  # world size 2, not two independent world-size-1 copies
     assert (out / "checkpoints" / "step_2" / "trainer_state_1.json").is_file()
@@ -197,3 +208,22 @@ def test_push_to_hub_uploads_a_timm_loadable_encoder(image_dir, tmp_path, monkey
 def test_push_to_hub_needs_a_model_id(image_dir, tmp_path):
     with pytest.raises(ValueError, match="hub_model_id"):
         run_pretraining(config_from_args(_args(image_dir, tmp_path / "o", "simsiam", ["--max_steps", "1", "--push_to_hub"])))
+
+
+def test_output_dir_belongs_to_one_run_and_resume_keeps_its_settings(image_dir, tmp_path):
+    out = tmp_path / "o"
+    first = ["--max_steps", "2", "--checkpointing_steps", "2"]
+    run_pretraining(config_from_args(_args(image_dir, out, "simsiam", first)))
+    saved = read_trainer_state(out / "checkpoints" / "step_2", 0)["run_args"]
+    assert saved["method"] == "simsiam" and saved["batch_size"] == 4
+    with pytest.raises(FileExistsError, match=r"already holds another run \(checkpoints, encoder.safetensors"):
+        run_pretraining(config_from_args(_args(image_dir, out, "simsiam", first)))
+    with pytest.raises(ValueError, match="--learning_rate: None in the checkpoint, 0.01 now"):
+        run_pretraining(config_from_args(_args(image_dir, out, "simsiam", [
+            *first, "--resume_from_checkpoint", "latest", "--learning_rate", "0.01"])))
+    # logging and save cadence may change on resume
+    run_pretraining(config_from_args(_args(image_dir, out, "simsiam", [
+        "--max_steps", "2", "--checkpointing_steps", "1", "--resume_from_checkpoint", "latest", "--logging_steps", "2"])))
+    (out / "stale").mkdir()
+    run_pretraining(config_from_args(_args(image_dir, out, "simsiam", [*first, "--overwrite_output_dir"])))
+    assert (out / "stale").is_dir()  # only the run's own artefacts are removed

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from benthicnet_hf.hub import HubOfflineError
 from benthicnet_hf.contrastive.cli import is_labelled_method, main as run_labelled_pretraining
 from benthicnet_hf.ssl.trainer import config_from_args, run_pretraining
 
@@ -23,7 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     if is_labelled_method(argv):  # hierarchical contrastive methods (HMLC family) need labels
         path = run_labelled_pretraining(argv)
     else:
-        path = run_pretraining(config_from_args(argv))
+        try:
+            path = run_pretraining(config_from_args(argv))
+        except HubOfflineError as err:  # raised on the main process only, after everything is saved
+            sys.exit(f"error: {err}")
     print(f"encoder written to {path}")
 
 

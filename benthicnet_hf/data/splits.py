@@ -74,6 +74,18 @@ def group_keys(columns: Mapping[str, Sequence[object]], group_by: Sequence[str])
     return ["\x1f".join(str(v) for v in vals) for vals in zip(*cols)]
 
 
+def invalid_split_values(explicit: Sequence[object]) -> list[tuple[int, str]]:
+    """``(row0, value)`` of the cells of an explicit split column that are empty or, after
+    :func:`normalise_split_name`, not train/validation/test (a typo would create a split nobody uses)."""
+    allowed = set(DEFAULT_FRACTIONS)
+    out = []
+    for r, v in enumerate(explicit):
+        missing = v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip()
+        if missing or normalise_split_name(v) not in allowed:
+            out.append((r, "" if missing else str(v)))
+    return out
+
+
 def assign_splits(groups: Sequence[object], explicit: Sequence[object] | None = None,
                   fractions: Mapping[str, float] | None = None, seed: int = 0) -> np.ndarray:
     """Split names per row: the explicit split column when given, else :func:`grouped_split`.

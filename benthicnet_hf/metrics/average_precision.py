@@ -1,4 +1,4 @@
-"""Average precision over the known bits: micro, per node (macro) and per sample (HML AP).
+"""Average precision over the known bits: micro, per node (macro) and per sample.
 
 All functions are exact dataset-level figures equal to ``sklearn.metrics.average_precision_score``
 on the same masked arrays, ties included: a positive scored ``s`` contributes the precision over
@@ -11,10 +11,12 @@ Shapes: ``probs``, ``targets``, ``mask`` are ``(rows, nodes)``; mask 1 = known.
 - **micro AP**: one ranking of every known (sample, node) bit.
 - **per-node AP / macro AP**: one ranking per node; the macro figure averages the nodes that have
   at least one known positive *and* one known negative (elsewhere AP is undefined or trivially 1).
-- **per-sample AP (HML AP)**: one ranking per sample over that sample's known nodes, for samples
-  with at least one known positive; optionally restricted to nodes of depth <= d for every d.
-- **thresholded AP**: the reference's test-time variant (BenthicNet ``test_depth.ipynb``): AP of the
-  0/1 predictions ``probs >= threshold``. Reported separately: it is a different quantity.
+- **per-sample AP** (``sample_ap``): one ranking per sample over that sample's known nodes, for
+  samples with at least one known positive *and* one known negative (elsewhere NaN: a sample with
+  only positives would score 1 whatever the scores); optionally restricted to nodes of depth <= d
+  for every d. Not the paper's HML AP (that is :mod:`.paper`).
+- **thresholded AP**: AP of the 0/1 predictions ``probs > threshold`` (strict, as the BenthicNet
+  reference's ``sigmoid(.) > 0.5``). Reported separately: it is a different quantity.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ def sample_ap_by_depth_from_keys(
     level_cols = [np.flatnonzero(depth == d) for d in range(1, max_depth + 1)]
     _, row, col, key = sorted_positives(keys, positive, np.zeros(nodes, dtype=np.int64))
     counts = counts_at_positives_by_group(keys, level_cols, row, key)
-    return ap_by_depth(counts, row, key, depth[col] - 1, rows)
+    ap = ap_by_depth(counts, row, key, depth[col] - 1, rows)
+    up_to = depth[None, :] <= np.arange(1, max_depth + 1)[:, None]  # (max_depth, nodes)
+    negatives = (known & ~positive).view(np.uint8) @ up_to.T.astype(np.uint8)  # (rows, max_depth)
+    return np.where(negatives > 0, ap, np.nan)
 
 
 # ------------------------------------------------------------------------------- public API
@@ -93,13 +98,14 @@ def sample_average_precision(
     """``(rows, max_depth)`` per-sample AP over known nodes of depth <= d; see the module doc.
 
     ``depth=None`` ranks all nodes together and returns ``(rows, 1)``. NaN where the sample has
-    no known positive of depth <= d.
+    no known positive or no known negative of depth <= d.
     """
     keys, positive, known = _keys(probs, targets, mask)
     rows, nodes = keys.shape
     if depth is None:
         row, n, tp = rank_in_rows(keys, known.sum(axis=1))
-        return mean_per_segment(row, tp / n, np.bincount(row, minlength=rows))[:, None]
+        ap = mean_per_segment(row, tp / n, np.bincount(row, minlength=rows))
+        return np.where((known & ~positive).any(axis=1), ap, np.nan)[:, None]
     depth = np.asarray(depth, dtype=np.int64)
     if depth.shape != (nodes,) or (depth < 1).any():
         raise ValueError(f"depth must be ({nodes},) positive integers, got shape {depth.shape}")
@@ -120,24 +126,24 @@ def thresholded_ap_from_counts(tp: np.ndarray, fp: np.ndarray, num_pos: np.ndarr
         return np.where(num_pos > 0, first + second, np.nan)
 
 
-def hml_average_precision(
+def mean_sample_average_precision(
     probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None,
     depth: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """HML AP: mean per-sample AP (``"hml_ap"``) and, with ``depth``, ``"hml_ap@d{d}"``."""
+    """Mean per-sample AP (``"sample_ap"``) and, with ``depth``, ``"sample_ap@d{d}"``."""
     per_sample = sample_average_precision(probs, targets, mask, depth)
-    out = {"hml_ap": _nanmean(per_sample[:, -1])}
+    out = {"sample_ap": _nanmean(per_sample[:, -1])}
     if depth is not None:
-        out.update({f"hml_ap@d{d + 1}": _nanmean(per_sample[:, d]) for d in range(per_sample.shape[1])})
+        out.update({f"sample_ap@d{d + 1}": _nanmean(per_sample[:, d]) for d in range(per_sample.shape[1])})
     return out
 
 
 def thresholded_average_precision(
     probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None, threshold: float = 0.5
 ) -> dict[str, float]:
-    """Micro and macro AP of the 0/1 predictions ``probs >= threshold`` (the reference's variant)."""
+    """Micro and macro AP of the 0/1 predictions ``probs > threshold`` (the reference's variant)."""
     probs, targets, mask = check_metric_inputs(probs, targets, mask)
-    pred = probs >= threshold
+    pred = probs > threshold
     pos, neg = targets & mask, ~targets & mask
     tp, fp = (pred & pos).sum(0), (pred & neg).sum(0)
     num_pos, num_neg = pos.sum(0), neg.sum(0)

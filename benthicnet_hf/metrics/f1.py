@@ -1,14 +1,17 @@
 """Thresholded metrics over the known bits: F1, sample-wise bit F1, exact match, per-level scores.
 
-``pred``, ``targets``, ``mask`` are ``(rows, nodes)`` bool (``pred = probs >= threshold``); only
-bits with ``mask`` 1 (known) count. F1 is ``2 tp / (2 tp + fp + fn)`` (sklearn's definition).
+``pred``, ``targets``, ``mask`` are ``(rows, nodes)`` bool (``pred = probs > threshold``, strict, as
+the BenthicNet paper); only bits with ``mask`` 1 (known) count. F1 is ``2 tp / (2 tp + fp + fn)``
+(sklearn's definition).
 
 - micro P/R/F1: confusion counts summed over every known bit;
-- macro P/R/F1: mean over the nodes with at least one known positive (sklearn ``average="macro"``
-  restricted to those nodes, ``zero_division=0``);
-- bit F1 (the BenthicNet reference's "avg bit F1"): per sample, the mean of the F1 of the positive
-  bits and the F1 of the negative bits over its known nodes; a class absent from both the target
-  and the prediction of a sample scores 1 (nothing to find, nothing wrongly found);
+- macro P/R/F1: mean over the nodes with at least one known positive *and* one known negative
+  (sklearn ``average="macro"`` restricted to those nodes, ``zero_division=0``): a node without
+  both classes cannot be scored, so it is left out rather than counted as perfect;
+- bit F1: per sample with a known positive and a known negative, the mean of the F1 of the
+  positive bits and the F1 of the negative bits over its known nodes; a class absent from both the
+  target and the prediction scores 1 (other samples: NaN). The paper's per-depth "bit F1" is
+  ``hml_f1`` (:mod:`.paper`);
 - exact match per depth: a sample is right at depth d when all its known bits at depth d are
   right (samples with no known bit at depth d do not count);
 - per-level (ETHEC-style) micro and macro P/R/F1 over the nodes of each depth.
@@ -33,19 +36,20 @@ def confusion_counts(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray, ax
 
 
 def f1_scores(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Micro and macro precision, recall and F1 (macro over nodes with a known positive)."""
-    tp, fp, fn, _ = confusion_counts(pred, targets, mask, axis=0)
-    return _scores_from_counts(tp, fp, fn)
+    """Micro and macro precision, recall and F1 (macro over nodes with both known classes)."""
+    tp, fp, fn, tn = confusion_counts(pred, targets, mask, axis=0)
+    return _scores_from_counts(tp, fp, fn, fp + tn)
 
 
-def _scores_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, float]:
+def _scores_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, num_neg: np.ndarray) -> dict[str, float]:
+    """Micro/macro P/R/F1 from ``(nodes,)`` counts; macro over nodes with known positives and negatives."""
     t, f_p, f_n = tp.sum(), fp.sum(), fn.sum()
     out = {
         "precision_micro": float(_ratio(t, t + f_p)),
         "recall_micro": float(_ratio(t, t + f_n)),
         "f1_micro": float(_ratio(2 * t, 2 * t + f_p + f_n)),
     }
-    has_pos = (tp + fn) > 0
+    has_pos = ((tp + fn) > 0) & (np.asarray(num_neg) > 0)
     if has_pos.any():
         out["precision_macro"] = float(_ratio(tp, tp + fp)[has_pos].mean())
         out["recall_macro"] = float(_ratio(tp, tp + fn)[has_pos].mean())
@@ -56,11 +60,11 @@ def _scores_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[
 
 
 def bit_f1(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``(rows,)`` mean of positive-bit and negative-bit F1 per sample; NaN without known bits."""
+    """``(rows,)`` mean of positive-bit and negative-bit F1 per sample; NaN without both known classes."""
     tp, fp, fn, tn = confusion_counts(pred, targets, mask, axis=1)
     f1_pos = _ratio(2 * tp, 2 * tp + fp + fn, empty=1.0)
     f1_neg = _ratio(2 * tn, 2 * tn + fn + fp, empty=1.0)  # for the negative class fp and fn swap
-    return np.where(mask.any(axis=1), (f1_pos + f1_neg) / 2, np.nan)
+    return np.where((tp + fn > 0) & (tn + fp > 0), (f1_pos + f1_neg) / 2, np.nan)
 
 
 def _per_level_counts(values: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -87,11 +91,11 @@ def exact_match(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray,
 def level_scores(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray,
                  depth: np.ndarray) -> dict[str, float]:
     """ETHEC-style breakdown: ``level{d}/{precision,recall,f1}_{micro,macro}`` for each depth d."""
-    tp, fp, fn, _ = confusion_counts(pred, targets, mask, axis=0)
+    tp, fp, fn, tn = confusion_counts(pred, targets, mask, axis=0)
     out: dict[str, float] = {}
     for d in range(1, int(np.max(depth)) + 1):
         at = np.asarray(depth) == d
         if at.any():
-            for key, value in _scores_from_counts(tp[at], fp[at], fn[at]).items():
+            for key, value in _scores_from_counts(tp[at], fp[at], fn[at], fp[at] + tn[at]).items():
                 out[f"level{d}/{key}"] = value
     return out

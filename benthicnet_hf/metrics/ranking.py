@@ -13,7 +13,7 @@ its index among the scope's positives and ``first`` the rank of the first of its
 ``tp = positives - first``. Depth-restricted scopes insert the head's positives as *queries*
 (even keys, items made odd) into one sorted block per depth level: one merge per level instead
 of a binary search per positive; the items after a query are exactly those scored ``>=`` it.
-Micro AP sorts each head's known keys, then all of them (one pass over already sorted runs).
+Micro AP merges each head's sorted columns, then all heads (timsort over already sorted runs).
 """
 
 from __future__ import annotations
@@ -144,11 +144,13 @@ def grouped_micro_ap(ranked: np.ndarray, bounds: list[tuple[int, int]]) -> tuple
         bounds: ``(a, b)`` per group (e.g. a head's columns in :func:`rank_in_columns` order).
     """
     per_group = []
+    # "stable" is timsort for int32: it merges the already sorted runs (columns, then groups)
+    # instead of sorting from scratch, 2-5x faster than the default quicksort here.
     for a, b in bounds:
-        ranked[a:b].sort()
+        ranked[a:b].sort(kind="stable")
         per_group.append(micro_ap_of_sorted(ranked[a:b])[0])
     if len(bounds) != 1 or bounds[0] != (0, ranked.size):
-        ranked.sort()  # sorted runs make this cheaper than a searchsorted per group
+        ranked.sort(kind="stable")
     return micro_ap_of_sorted(ranked)[0], per_group
 
 

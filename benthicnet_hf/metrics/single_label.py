@@ -1,20 +1,11 @@
-"""Metrics for one-hot (single-label) data and the BenthicNet paper's "singular F1".
+"""Metrics for one-hot (single-label) data, and the BenthicNet paper's "singular F1" on bool arrays.
 
-**Singular F1** — Xu et al., "Hierarchical Multi-Label Classification with Missing Information
-for Benthic Habitat Imagery", arXiv:2409.06618 (2024); definition taken from the authors'
-evaluation notebook ``test_depth.ipynb`` in ``DalhousieAI/benthicnet_probes`` (cells "decompose
-and score labels"), re-implemented here (not copied). Labels are reduced to each sample's most
-specific ones and scored per node, depth by depth:
+**Singular precision / recall / F1** — Xu et al., arXiv:2409.06618 (2024), as computed by the
+authors' notebook ``test_depth_group.ipynb`` (``DalhousieAI/benthicnet_probes``); the definition
+and the deviations are in :mod:`.paper`, which holds the arithmetic (:func:`.paper.singular_scores`).
+Here: the counts from bool ``(rows, nodes)`` arrays of one head.
 
-- at depth d, the samples counted are those with a known positive node at depth d;
-- for each such sample, each known target node at depth d is a true positive if predicted, else a
-  false negative; each known predicted node at depth d that is not a target is a false positive;
-- per node ``F1 = 2PR / (P + R)`` (0 when undefined), averaged (macro) over the nodes seen at
-  depth d as a target or as a false positive;
-- the head's singular F1 is the mean of the depth F1s weighted by the number of target nodes at
-  each depth.
-
-For flat one-hot data with one predicted class per sample this is sklearn's multiclass
+For flat one-hot data with one predicted class per sample the singular F1 is sklearn's multiclass
 ``f1_score(average="macro")`` (labels present in the targets or the predictions).
 """
 
@@ -22,13 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .paper import singular_scores
+
 
 def singular_f1(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray,
                 depth: np.ndarray | None = None) -> dict[str, float]:
-    """Singular F1 of one head; also ``singular_f1@d{d}`` per depth.
+    """Singular precision/recall/F1 of one head; also ``singular_f1@d{d}`` per depth.
 
     Args:
-        pred, targets, mask: ``(rows, nodes)`` bool over one head's nodes (mask 1 = known).
+        pred, targets, mask: ``(rows, nodes)`` bool over one head's nodes (mask 1 = known);
+            ``pred`` is ``probs > threshold``.
         depth: ``(nodes,)`` depth of each node (1 = root); None for a flat head.
     """
     pred, targets, mask = (np.asarray(x, dtype=bool) for x in (pred, targets, mask))
@@ -41,32 +35,7 @@ def singular_f1(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray,
         at = depth == d
         rows = pos[:, at].any(axis=1)  # only samples with a known target at depth d count
         fp[at] = (predicted[rows][:, at] & ~pos[rows][:, at]).sum(axis=0)
-    return singular_f1_from_counts(tp, fp, fn, depth)
-
-
-def singular_f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray,
-                            depth: np.ndarray) -> dict[str, float]:
-    """Singular F1 from ``(nodes,)`` counts of one head (see module doc).
-
-    ``tp``/``fn`` count known targets (predicted / missed); ``fp`` counts known predicted
-    non-targets only in samples with a known target at the node's depth.
-    """
-    tp, fp, fn, depth = (np.asarray(x) for x in (tp, fp, fn, depth))
-    out: dict[str, float] = {}
-    weighted, total = 0.0, 0
-    for d in range(1, int(depth.max()) + 1):  # a handful of depths, each vectorised over nodes
-        at = depth == d
-        t_p, f_p, f_n = tp[at], fp[at], fn[at]
-        seen = (t_p + f_n + f_p) > 0
-        if not seen.any():
-            continue
-        f1 = np.where(seen, 2 * t_p / np.maximum(2 * t_p + f_p + f_n, 1), 0.0)[seen].mean()
-        count = int((t_p + f_n).sum())
-        out[f"singular_f1@d{d}"] = float(f1)
-        weighted += f1 * count
-        total += count
-    out["singular_f1"] = weighted / total if total else float("nan")
-    return out
+    return singular_scores(tp, fp, fn, depth)
 
 
 def is_one_hot(targets: np.ndarray, mask: np.ndarray) -> bool:

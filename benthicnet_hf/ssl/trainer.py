@@ -3,6 +3,10 @@
 Per step: set the learning rate from ``warmup_cosine`` (a pure function of the step, so resume
 needs no scheduler state), forward -> loss, backward, optimiser step, EMA update for BYOL and
 MoCo v3. Checkpoints are atomic (see ``checkpointing``); the encoder is exported at the end.
+
+The run owns its ``--output_dir`` and a resume must keep the run's settings: the rules of
+:mod:`benthicnet_hf.training.run_dir`, with :data:`SSL_ARTEFACTS` and :data:`SSL_RESUME_HARMLESS`
+(the settings travel in each checkpoint's ``trainer_state_<rank>.json`` under ``run_args``).
 """
 
 from __future__ import annotations
@@ -23,10 +27,21 @@ from .data import ResumableShardSampler, StreamingUnlabelledImages, UnlabelledIm
 from .export import export_encoder
 from .optim import build_optimizer, scaled_learning_rate
 from .schedules import warmup_cosine
+from ..training.main_process import run_on_main
+from ..training.run_dir import args_snapshot, claim_output_dir, refuse_changed_settings
 
 __all__ = ["PretrainConfig", "build_arg_parser", "run_pretraining"]
 
 logger = logging.getLogger(__name__)
+
+#: Folder kept in ``--output_dir`` with exactly what ``--push_to_hub`` uploads (card included).
+HUB_DIR = "hub_upload"
+#: What a pre-training run writes into ``--output_dir`` (another run's copies are refused).
+SSL_ARTEFACTS = ("checkpoints", "encoder.safetensors", "encoder_config.json", HUB_DIR)
+#: Pre-training flags that may change on resume (output, logging, save cadence, upload, speed).
+SSL_RESUME_HARMLESS = frozenset({"output_dir", "resume_from_checkpoint", "overwrite_output_dir", "report_to",
+                                 "logging_steps", "checkpointing_steps", "checkpoints_total_limit",
+                                 "push_to_hub", "hub_model_id", "hub_private", "num_workers"})
 
 
 @dataclass
@@ -56,6 +71,7 @@ class PretrainConfig:
     checkpointing_steps: Optional[int] = None
     checkpoints_total_limit: Optional[int] = None
     resume_from_checkpoint: Optional[str] = None
+    overwrite_output_dir: bool = False
     report_to: str = "none"
     logging_steps: int = 10
     seed: int = 0
@@ -90,6 +106,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpointing_steps", type=int, default=None)
     p.add_argument("--checkpoints_total_limit", type=int, default=None)
     p.add_argument("--resume_from_checkpoint", default=None, help="PATH or 'latest'")
+    p.add_argument("--overwrite_output_dir", action="store_true",
+                   help="delete an earlier run's checkpoints and export in --output_dir first")
     p.add_argument("--report_to", default="none", help="tensorboard | wandb | all | none")
     p.add_argument("--logging_steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
@@ -142,6 +160,7 @@ def run_pretraining(cfg: PretrainConfig) -> Path:
     log_with = None if cfg.report_to in ("none", "", None) else cfg.report_to
     acc = Accelerator(mixed_precision=cfg.mixed_precision, log_with=log_with, project_dir=cfg.output_dir)
     rank, world = acc.process_index, acc.num_processes
+    resume, resumed_state = _start_run(acc, cfg)
 
     set_seed(cfg.seed)  # identical initial weights on every process
     model = build_ssl_method(cfg.method, cfg.encoder, image_size=cfg.image_size, **cfg.method_kwargs)
@@ -177,14 +196,9 @@ def run_pretraining(cfg: PretrainConfig) -> Path:
     unwrapped = acc.unwrap_model(model)
 
     global_step, epoch, batch_in_epoch = 0, 0, 0
-    resume = cfg.resume_from_checkpoint
-    if resume == "latest":
-        resume = latest_checkpoint(cfg.output_dir)
-        if resume is None:
-            logger.info("no checkpoint under %s: starting from scratch", cfg.output_dir)
     if resume:
         acc.load_state(str(resume))  # weights, optimiser, RNG states
-        state = read_trainer_state(resume, rank)
+        state = resumed_state
         global_step, epoch, batch_in_epoch = state["global_step"], state["epoch"], state["batch_in_epoch"]
     else:
         torch.manual_seed(cfg.seed + 1000 * rank)  # per-process randomness (e.g. MAE masks)
@@ -237,7 +251,8 @@ def run_pretraining(cfg: PretrainConfig) -> Path:
                 acc.log(logs, step=global_step)
             if cfg.checkpointing_steps and global_step % cfg.checkpointing_steps == 0:
                 save_checkpoint(acc, cfg.output_dir, global_step,
-                                {"global_step": global_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
+                                {"global_step": global_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                                 "run_args": args_snapshot(cfg)})
                 if cfg.checkpoints_total_limit and acc.is_main_process:
                     prune_checkpoints(cfg.output_dir, cfg.checkpoints_total_limit)
             if global_step >= total_steps:
@@ -248,38 +263,74 @@ def run_pretraining(cfg: PretrainConfig) -> Path:
     acc.wait_for_everyone()
 
     weights = Path(cfg.output_dir) / "encoder.safetensors"
-    if acc.is_main_process:
-        weights = export_encoder(unwrapped.encoder, cfg.output_dir, architecture=cfg.encoder, image_size=cfg.image_size,
-                                 mean=cfg.mean, std=cfg.std, method=method,
-                                 extra={"global_step": global_step, "global_batch_size": global_batch})
-        if cfg.push_to_hub:
-            push_folder_to_hub, render_encoder_card = _hub_functions()
-            _push_encoder(cfg, push_folder_to_hub, render_encoder_card, global_step)
-    acc.wait_for_everyone()
+
+    def export() -> Path:
+        return export_encoder(unwrapped.encoder, cfg.output_dir, architecture=cfg.encoder, image_size=cfg.image_size,
+                              mean=cfg.mean, std=cfg.std, method=method,
+                              extra={"global_step": global_step, "global_batch_size": global_batch})
+
+    weights = run_on_main(acc, f"exporting the encoder to {cfg.output_dir}", export) or weights
     acc.end_training()
+    # after the last collective: a failed upload (e.g. offline) raises once, on the main process
+    # only, with the export and the upload folder saved
+    if cfg.push_to_hub and acc.is_main_process:
+        push_folder_to_hub, render_encoder_card = _hub_functions()
+        _push_encoder(cfg, push_folder_to_hub, render_encoder_card, global_step, world)
     return weights
 
 
-def _push_encoder(cfg: PretrainConfig, push_folder_to_hub: Any, render_encoder_card: Any, steps: int) -> None:
+def _start_run(acc: Any, cfg: PretrainConfig) -> tuple[Optional[Path], Optional[dict[str, Any]]]:
+    """Resolve ``--resume_from_checkpoint``, claim ``--output_dir`` (main process, errors reach every
+    process) and refuse a resume with changed settings, before any weight is loaded.
+
+    Returns ``(checkpoint, its trainer state)`` or ``(None, None)`` for a fresh run.
+    """
+    from ..hub import _offline as hub_offline
+
+    resume: Optional[Path] = None
+    if cfg.resume_from_checkpoint == "latest":
+        resume = latest_checkpoint(cfg.output_dir)
+        if resume is None:
+            logger.info("no checkpoint under %s: starting from scratch", cfg.output_dir)
+    elif cfg.resume_from_checkpoint:
+        resume = Path(cfg.resume_from_checkpoint)
+        if not resume.is_dir():
+            raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
+
+    def claim() -> None:
+        claim_output_dir(cfg.output_dir, resume, cfg.overwrite_output_dir, SSL_ARTEFACTS, ("checkpoints", HUB_DIR))
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+
+    run_on_main(acc, f"checking --output_dir {cfg.output_dir}", claim)
+    if cfg.push_to_hub and hub_offline() and acc.is_main_process:
+        logger.warning("HF_HUB_OFFLINE is set: --push_to_hub will fail at the end; the files to upload "
+                       "will be kept in %s", Path(cfg.output_dir) / HUB_DIR)
+    if resume is None:
+        return None, None
+    state = read_trainer_state(resume, acc.process_index)
+    refuse_changed_settings(resume, state.get("run_args"), args_snapshot(cfg), SSL_RESUME_HARMLESS)
+    return resume, state
+
+
+
+def _push_encoder(cfg: PretrainConfig, push_folder_to_hub: Any, render_encoder_card: Any, steps: int,
+                  world: int) -> None:
     """Upload the encoder export in timm's Hub layout (``config.json`` + ``model.safetensors``, so
     ``timm.create_model("hf-hub:ORG/NAME", pretrained=True, num_classes=0)`` works) plus
-    ``encoder_config.json`` and the card; checkpoints stay local."""
-    import tempfile
+    ``encoder_config.json`` and the card; checkpoints stay local. The folder uploaded is kept as
+    ``OUTPUT_DIR/hub_upload``, so a failed push can be redone by hand (``hf upload``)."""
+    import shutil
 
     from .export import write_timm_hub_folder
 
-    with tempfile.TemporaryDirectory() as tmp:
-        write_timm_hub_folder(Path(cfg.output_dir), Path(tmp))
-        settings = {"image size": cfg.image_size, "steps": steps, "global batch": cfg.batch_size * _world_size(),
-                    "mean": list(cfg.mean), "std": list(cfg.std), "crop scale": list(cfg.crop_scale)}
-        card = render_encoder_card(method=cfg.method, backbone=cfg.encoder, settings=settings,
-                                   model_id=cfg.hub_model_id)
-        (Path(tmp) / "README.md").write_text(str(card))
-        push_folder_to_hub(tmp, cfg.hub_model_id, private=cfg.hub_private,
-                           commit_message=f"{cfg.method} pre-trained {cfg.encoder} encoder")
-
-
-def _world_size() -> int:
-    from accelerate.state import PartialState
-
-    return PartialState().num_processes
+    folder = Path(cfg.output_dir) / HUB_DIR
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    write_timm_hub_folder(Path(cfg.output_dir), folder)
+    settings = {"image size": cfg.image_size, "steps": steps, "global batch": cfg.batch_size * world,
+                "mean": list(cfg.mean), "std": list(cfg.std), "crop scale": list(cfg.crop_scale)}
+    card = render_encoder_card(method=cfg.method, backbone=cfg.encoder, settings=settings, model_id=cfg.hub_model_id)
+    (folder / "README.md").write_text(str(card))
+    push_folder_to_hub(folder, cfg.hub_model_id, private=cfg.hub_private,
+                       commit_message=f"{cfg.method} pre-trained {cfg.encoder} encoder")

@@ -49,6 +49,9 @@ class FinetuneArguments:
     encoder_checkpoint: str | None = field(default=None, metadata=_help(
         "encoder weights: SSL export folder/encoder.safetensors, timm, torchvision or Lightning checkpoint"))
     linear_probe: bool = field(default=False, metadata=_help("freeze the encoder (linear probing)"))
+    allow_degenerate_heads: bool = field(default=False, metadata=_help(
+        "train even when a head's training labels have no known negatives (or no known positives); "
+        "by default that stops the run, since such a head learns to say yes to everything"))
     head_hidden_dim: int = field(default=2048, metadata=_help("hidden width of each head's MLP (0 = linear)"))
     head_dropout: float = field(default=0.7, metadata=_help("dropout inside each head"))
     head_type: str | None = field(default=None, metadata=_help(
@@ -93,7 +96,11 @@ class FinetuneArguments:
     # ------------------------------------------------- checkpoints and eval
     checkpointing_steps: int = field(default=500, metadata=_help("save_state every N optimizer steps (0 = only at the end)"))
     save_total_limit: int = field(default=2, metadata=_help("step checkpoints kept (oldest deleted first)"))
-    resume_from_checkpoint: str | None = field(default=None, metadata=_help("checkpoint folder or 'latest'"))
+    resume_from_checkpoint: str | None = field(default=None, metadata=_help(
+        "checkpoint folder or 'latest'; the settings must match the checkpoint's (see training.run_dir)"))
+    overwrite_output_dir: bool = field(default=False, metadata=_help(
+        "delete an earlier run's checkpoints/, best/, final/ and test report in --output_dir before "
+        "starting (without it such a folder is refused)"))
     stop_after_steps: int | None = field(default=None, metadata=_help(
         "save a checkpoint and stop after N optimizer steps (an interruption, for tests)"))
     metric_for_best_model: str = field(default="overall/hml_ap", metadata=_help(

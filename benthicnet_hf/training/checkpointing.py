@@ -9,6 +9,7 @@ temp folders are removed by the next save.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -17,11 +18,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .main_process import run_on_main
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _TMP_PREFIX = ".tmp-"
+#: The run's arguments, stored in each checkpoint (read back by :mod:`.run_dir`).
+RUN_ARGS_FILE = "run_args.json"
 
 
 @dataclass
@@ -79,11 +84,15 @@ def find_checkpoint(output_dir: str | Path, spec: str) -> Path:
     return path
 
 
-def save_checkpoint(accelerator: Any, output_dir: str | Path, step: int, save_total_limit: int | None = None) -> Path:
+def save_checkpoint(accelerator: Any, output_dir: str | Path, step: int, save_total_limit: int | None = None,
+                    run_args: dict[str, Any] | None = None) -> Path:
     """Save the full training state of every process as ``checkpoints/step_{step:08d}``.
 
     All processes must call this (``save_state`` writes one RNG file per process). The rename is
     done by the main process after a barrier, so the final name appears only when complete.
+    ``run_args`` (the run's arguments as JSON-able dict) is stored beside the state as
+    ``run_args.json``, for the resume check of :mod:`.run_dir`. ``save_total_limit`` deletes the
+    oldest checkpoints but never the one just saved.
     """
     root = checkpoints_dir(output_dir)
     final = root / f"step_{step:08d}"
@@ -95,20 +104,35 @@ def save_checkpoint(accelerator: Any, output_dir: str | Path, step: int, save_to
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _fsync_tree(tmp)
-        if final.exists():  # the same step saved again after a resume: replace it
-            old = root / f"{_TMP_PREFIX}old-{final.name}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        if save_total_limit is not None and save_total_limit > 0:
-            for old in list_checkpoints(output_dir)[:-save_total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    # main process only; a failure there (disk full, permissions) ends every process (run_on_main)
+    run_on_main(accelerator, f"publishing checkpoint {final}",
+                lambda: _publish(tmp, final, save_total_limit, run_args))
     return final
+
+
+def _publish(tmp: Path, final: Path, save_total_limit: int | None, run_args: dict[str, Any] | None) -> None:
+    """Main process: add ``run_args.json``, flush, rename ``tmp`` to ``final``, prune old checkpoints."""
+    if run_args is not None:
+        (tmp / RUN_ARGS_FILE).write_text(json.dumps(run_args, indent=2, sort_keys=True))
+    _fsync_tree(tmp)
+    if final.exists():  # the same step saved again after a resume: replace it
+        old = final.with_name(f"{_TMP_PREFIX}old-{final.name}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    if save_total_limit is not None and save_total_limit > 0:
+        for old in prunable(list_checkpoints(final.parent.parent), final, save_total_limit):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def prunable(checkpoints: list[Path], current: Path, limit: int) -> list[Path]:
+    """The checkpoints ``--save_total_limit`` deletes: the oldest, keeping ``current`` (just saved)
+    plus the ``limit - 1`` newest others. ``checkpoints`` is ordered oldest first."""
+    others = [p for p in checkpoints if p != current]
+    keep = max(limit - 1, 0)
+    return others[:len(others) - keep] if keep else others
 
 
 def _fsync_tree(folder: Path) -> None:

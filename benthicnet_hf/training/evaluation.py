@@ -38,12 +38,32 @@ def predict_split(model: Any, dataloader: Any, accelerator: Any, desc: str = "ev
 
 
 def evaluate_split(model: Any, dataloader: Any, accelerator: Any, hierarchy: Hierarchy, threshold: float,
-                   desc: str = "eval") -> tuple[dict[str, Any], int]:
-    """``(compute_metrics(...), number of samples evaluated)`` for one split."""
-    from ..metrics import compute_metrics
+                   desc: str = "eval", per_node: bool = False) -> tuple[Any, ...]:
+    """``(compute_metrics(...), number of samples evaluated)`` for one split; with ``per_node`` a
+    third item, :func:`~benthicnet_hf.metrics.per_node_table` (one row per node)."""
+    from ..metrics import compute_metrics, per_node_table
 
     probs, targets, mask = predict_split(model, dataloader, accelerator, desc=desc)
-    return compute_metrics(probs, targets, mask, hierarchy, threshold=threshold), len(probs)
+    metrics = compute_metrics(probs, targets, mask, hierarchy, threshold=threshold)
+    if not per_node:
+        return metrics, len(probs)
+    return metrics, len(probs), per_node_table(probs, targets, mask, hierarchy, threshold=threshold)
+
+
+def check_label_support(accelerator: Any, split_labels: dict[str, tuple[np.ndarray, np.ndarray]],
+                        hierarchy: Hierarchy, allow_degenerate: bool) -> None:
+    """Print labelled rows and known positive/negative bits per head and split (main process), and stop
+    on a training head with no known negative or no known positive bit unless ``allow_degenerate``.
+
+    Args:
+        split_labels: split → ``(targets, mask)``, each ``(rows, N)`` uint8.
+    """
+    from ..data.label_support import check_trainable_heads, format_label_support, label_support
+
+    support = {split: label_support(y, m, hierarchy) for split, (y, m) in split_labels.items()}
+    accelerator.print("label support (labelled rows, known positive / negative bits):\n"
+                      + format_label_support(support))
+    check_trainable_heads(support["train"], allow=allow_degenerate)
 
 
 def prior_baseline(train_targets: np.ndarray, train_mask: np.ndarray, targets: np.ndarray, mask: np.ndarray,

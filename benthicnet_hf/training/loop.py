@@ -24,20 +24,23 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from .args import FinetuneArguments
-from .checkpointing import TrainingState, find_checkpoint, save_checkpoint
+from .checkpointing import TrainingState, save_checkpoint
 from .components import (EpochCounter, build_model, keyed_seed, label_matrices, load_hierarchy, load_splits,
                          node_support,
                          make_dataloaders, reseed_all)
 from .head_init import init_head_biases
+from .main_process import run_on_main
 from .publish import push_final, save_final
 from .rare_node_options import EpochKeyedLPROSSampler, node_imbalance_weights
-from .evaluation import evaluate_split, lookup_metric, prior_baseline, scalar_metrics
+from .run_dir import args_snapshot, start_run
+from .evaluation import check_label_support, evaluate_split, lookup_metric, prior_baseline, scalar_metrics
 
 logger = logging.getLogger(__name__)
 
 BEST_DIR = "best"
 TEST_JSON = "test_metrics.json"
 TEST_TABLE = "test_metrics.txt"
+PER_NODE_CSV = "per_node_metrics.csv"
 
 
 def resolve_mixed_precision(choice: str) -> str:
@@ -93,22 +96,26 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
 
     out_dir = Path(args.output_dir)
     accelerator = make_accelerator(args)
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    resume_path = start_run(accelerator, args)  # before any work: a foreign folder or changed settings
     set_seed(args.seed)
     hierarchy = load_hierarchy(args)
     data = load_splits(args, accelerator, hierarchy)
     train_y, train_m = label_matrices(data["train"], hierarchy)
+    split_labels = {"train": (train_y, train_m), **{s: label_matrices(data[s], hierarchy) for s in ("validation", "test")}}
+    check_label_support(accelerator, split_labels, hierarchy, args.allow_degenerate_heads)
     weights = node_imbalance_weights(hierarchy, train_y, train_m) if args.node_weights == "imbalance" else None
-    model = build_model(args, hierarchy, node_weights=weights, support=node_support(train_y, train_m))
+    support = node_support(train_y, train_m)
+    model = build_model(args, hierarchy, node_weights=weights, support=support)
     if not (args.init_from or args.resume_from_checkpoint):  # fresh heads only
         init_head_biases(model, train_y, train_m, how=args.init_head_bias)
+    check_saveable(model.config)
     counter = EpochCounter()
     sampler = None
     if args.lpros is not None:
         sampler = EpochKeyedLPROSSampler(train_y, train_m, args.lpros, args.seed, counter)
         accelerator.print(f"LP-ROS {args.lpros}%: {sampler.num_clones} clones, {len(sampler)} training rows per epoch")
     loaders = make_dataloaders(args, data, hierarchy, model.config, counter, train_sampler=sampler)
+    check_train_batches(loaders["train"], args, accelerator)
 
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.learning_rate, args.head_learning_rate),
                                   lr=args.learning_rate,
@@ -126,10 +133,9 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
 
-    if args.resume_from_checkpoint:
-        path = find_checkpoint(out_dir, args.resume_from_checkpoint)
-        accelerator.print(f"resuming from {path}")
-        accelerator.load_state(str(path))
+    if resume_path is not None:
+        accelerator.print(f"resuming from {resume_path}")
+        accelerator.load_state(str(resume_path))
     if accelerator.log_with:
         accelerator.init_trackers("finetune", config={k: v for k, v in args.to_dict().items()
                                                       if isinstance(v, (int, float, str, bool))})
@@ -160,24 +166,32 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
         state.epoch, state.batches_done = epoch + 1, 0
     progress.close()
     if state.completed_steps > 0 or args.num_train_epochs > 0:
-        save_checkpoint(accelerator, out_dir, state.completed_steps, args.save_total_limit)
+        save_checkpoint(accelerator, out_dir, state.completed_steps, args.save_total_limit, args_snapshot(args))
     if stopped:
         accelerator.end_training()
         return {"stopped_early": True, "history": state.history, "completed_steps": state.completed_steps}
 
     if best_dir.exists():
         _load_best(accelerator, model, best_dir)
-    test_metrics, test_count = evaluate_split(model, test_dl, accelerator, hierarchy, args.threshold, desc="test")
-    test_y, test_m = label_matrices(data["test"], hierarchy)
+    test_metrics, test_count, test_nodes = evaluate_split(model, test_dl, accelerator, hierarchy, args.threshold,
+                                                          desc="test", per_node=True)
+    test_y, test_m = split_labels["test"]
     baseline = prior_baseline(train_y, train_m, test_y, test_m, hierarchy, args.threshold)
+    test_nodes.insert(3, "train_positives", support["positives"])
+    test_nodes.insert(4, "train_negatives", support["negatives"])
     result = {"test": test_metrics, "baseline": baseline, "history": state.history, "best_epoch": state.best_epoch,
               "eval_count": {"validation": val_count, "test": test_count}, "stopped_early": False,
               "completed_steps": state.completed_steps, "num_processes": accelerator.num_processes}
     accelerator.log(scalar_metrics(test_metrics, "test"), step=state.completed_steps)
-    if accelerator.is_main_process:
+
+    def publish() -> str:
         _write_report(out_dir, result)
-        result["final_dir"] = str(save_final(accelerator.unwrap_model(model), out_dir, args, hierarchy, result))
-    accelerator.wait_for_everyone()
+        test_nodes.to_csv(out_dir / PER_NODE_CSV, index=False)
+        return str(save_final(accelerator.unwrap_model(model), out_dir, args, hierarchy, result))
+
+    final_dir = run_on_main(accelerator, f"writing the test report and {out_dir / 'final'}", publish)
+    if final_dir is not None:
+        result["final_dir"] = final_dir
     accelerator.end_training()
     # after the last barrier: a failed upload raises on the main process only, with everything saved
     if args.push_to_hub and accelerator.is_main_process:
@@ -214,10 +228,12 @@ def _train_epoch(args: FinetuneArguments, accelerator: Accelerator, model: Any, 
             accelerator.log({"train/loss": loss, "train/lr": scheduler.get_last_lr()[0]}, step=state.completed_steps)
             progress.set_postfix(loss=f"{loss:.4f}")
         if args.stop_after_steps is not None and state.completed_steps >= args.stop_after_steps:
-            save_checkpoint(accelerator, args.output_dir, state.completed_steps, args.save_total_limit)
+            save_checkpoint(accelerator, args.output_dir, state.completed_steps, args.save_total_limit,
+                            args_snapshot(args))
             return True
         if args.checkpointing_steps and state.completed_steps % args.checkpointing_steps == 0:
-            save_checkpoint(accelerator, args.output_dir, state.completed_steps, args.save_total_limit)
+            save_checkpoint(accelerator, args.output_dir, state.completed_steps, args.save_total_limit,
+                            args_snapshot(args))
     return False
 
 
@@ -230,21 +246,51 @@ def _improves(value: float, best: float | None, greater: bool) -> bool:
     return value > best if greater else value < best
 
 
+def check_saveable(config: Any) -> None:
+    """Fail at start-up, not at the first ``save_pretrained``, on settings the saved image
+    processor cannot represent (e.g. ``image_size >= 384``)."""
+    from ..image_processing import make_image_processor
+
+    make_image_processor(config)
+
+
+def check_train_batches(train_loader: Any, args: FinetuneArguments, accelerator: Accelerator) -> None:
+    """Refuse a run that would take no optimisation step; say when a last batch of 1 is dropped.
+
+    Raises:
+        ValueError: ``--num_train_epochs`` > 0 but the training loader yields no batch.
+    """
+    rows = len(train_loader.sampler)
+    if args.num_train_epochs > 0 and len(train_loader) == 0:
+        raise ValueError(
+            f"{rows} training row(s) with --per_device_train_batch_size {args.per_device_train_batch_size}: "
+            "no training step (a lone last sample is dropped because BatchNorm cannot train on one). "
+            "Use more training rows (--max_train_samples) or --num_train_epochs 0 to evaluate only")
+    if train_loader.drop_last:
+        accelerator.print(f"{rows} training rows, batch {args.per_device_train_batch_size}: the last batch "
+                          "of 1 sample is dropped every epoch (BatchNorm cannot train on a single sample)")
+
+
 def _save_best(accelerator: Accelerator, model: Any, best_dir: Path) -> None:
     """Best weights via a temp folder + rename (a kill mid-save keeps the previous best)."""
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        tmp = best_dir.with_name(best_dir.name + ".tmp")
-        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
-        old = best_dir.with_name(best_dir.name + ".old")
-        if best_dir.exists():
-            os.replace(best_dir, old)
-        os.replace(tmp, best_dir)
-        if old.exists():
-            import shutil
+    run_on_main(accelerator, f"saving {best_dir}", lambda: _write_best(accelerator.unwrap_model(model), best_dir))
 
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
+
+def _write_best(model: Any, best_dir: Path) -> None:
+    """Main process: ``save_pretrained`` into ``best.tmp``, then swap it in."""
+    import shutil
+
+    tmp = best_dir.with_name(best_dir.name + ".tmp")
+    if tmp.exists():  # left by a run killed mid-save
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    old = best_dir.with_name(best_dir.name + ".old")
+    if best_dir.exists():
+        os.replace(best_dir, old)
+    os.replace(tmp, best_dir)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def _load_best(accelerator: Accelerator, model: Any, best_dir: Path) -> None:

@@ -17,8 +17,10 @@ from benthicnet_hf.hierarchy import Hierarchy
 from benthicnet_hf.metrics import compute_metrics
 
 _DESCRIPTION = """Dataset-level, masked metrics for hierarchical multi-label classification: micro/macro AP,
-HML (per-sample) AP per depth, thresholded AP, F1, bit F1, exact match per depth, per-level P/R/F1 and the
-BenthicNet singular F1, per head and overall, over known (mask = 1) bits only."""
+the BenthicNet paper's HML AP / HML F1 and singular P/R/F1 (its evaluation notebook's protocol),
+per-sample AP per depth (sample_ap), thresholded AP, F1, bit F1, exact match per depth, per-level P/R/F1,
+per head and overall, over known (mask = 1) bits only. A head without both a known positive and a known
+negative bit is NaN (not evaluable) and left out of overall."""
 
 _KWARGS_DESCRIPTION = """
 Args:
