@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benthicnet_hf.hmc.arff import dataset_prefixes  # noqa: E402
 from benthicnet_hf.hmc import (  # noqa: E402
     LOSSES,
     REFERENCE_SETTINGS,
@@ -46,12 +46,11 @@ from benthicnet_hf.hmc import (  # noqa: E402
 )
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hmc"
-_TRAIN = re.compile(r"^(.+?)[._](?:train|Train|TRAIN)\.arff(?:\.gz)?$")
 
 
 def datasets_in(folder: Path) -> list[str]:
-    """Dataset prefixes with a train split in ``folder``, sorted."""
-    return sorted({m.group(1) for p in folder.iterdir() if (m := _TRAIN.match(p.name))})
+    """Dataset prefixes with a train (or trainvalid) and a test split in ``folder``, sorted."""
+    return dataset_prefixes(folder)
 
 
 def resolve(dataset: str, data_dir: Path) -> Path:

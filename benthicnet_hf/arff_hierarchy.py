@@ -8,15 +8,21 @@ Two forms exist (Clus / C-HMCNN benchmark files):
   ``root/GO0003674``; a node may have several parents.
 
 Row labels are ``@``-separated node keys: paths for trees, ids for DAGs.
+
+A declaration may list the same path (or edge) more than once: repeats are dropped, first
+occurrence order kept, and the count is logged.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 from pathlib import Path
 
 from .hierarchy import Head, HierarchyError
+
+logger = logging.getLogger(__name__)
 
 ROOT = "root"
 _DECL = re.compile(r"^\s*@attribute\s+(\S+)\s+hierarchical\s+(\S+)\s*$", re.IGNORECASE)
@@ -43,9 +49,12 @@ def head_from_declaration(spec: str, name: str = "class", kind: str | None = Non
             ``"root/GO0003674,GO0003674/GO0005488"``.
         kind: ``"tree"`` or ``"dag"``; detected from the terms when None.
     """
-    terms = [t.strip() for t in spec.split(",") if t.strip()]
-    if not terms:
+    listed = [t.strip() for t in spec.split(",") if t.strip()]
+    if not listed:
         raise HierarchyError(f"hierarchical attribute {name!r} declares no classes")
+    terms = list(dict.fromkeys(listed))  # repeats are legal: dedupe, keep the first order
+    if len(terms) < len(listed):
+        logger.info("hierarchical attribute %r: %d repeated class term(s) ignored", name, len(listed) - len(terms))
     kind = kind or ("dag" if is_dag_declaration(terms) else "tree")
     if kind == "dag":
         edges = []
@@ -57,11 +66,7 @@ def head_from_declaration(spec: str, name: str = "class", kind: str | None = Non
         return Head.from_edges(name, edges)
     nodes: dict[str, int] = {ROOT: 0}
     parents: list[tuple[int, ...]] = [()]
-    declared: set[str] = set()
     for t in terms:
-        if t in declared:
-            raise HierarchyError(f"duplicate class path {t!r} in the declaration of {name!r}")
-        declared.add(t)
         parts = t.split("/")
         if not all(parts):
             raise HierarchyError(f"class path {t!r} of {name!r} has an empty component")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 logger = logging.getLogger(__name__)
@@ -191,6 +191,62 @@ def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> dict[str, torch.Te
     return tensors
 
 
+#: What a torch.save file starts with: a zip archive (torch >= 1.6) or a pickle (legacy format, protocol 2+).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+_EXPECTED_TORCH = "a torch.save checkpoint (a zip archive, as .pth/.pt/.ckpt/.bin files written by torch are)"
+_EXPECTED_SAFETENSORS = "a safetensors file (an 8-byte header length, a JSON header, then the tensor data)"
+
+
+def _describe_start(head: bytes) -> str:
+    """What the first bytes of a file look like, for error messages."""
+    if head.startswith(b"version https://git-lfs"):
+        return "it is a Git LFS pointer, not the weights (run `git lfs pull` in its repository)"
+    if head.startswith((b"<!DOCTYPE", b"<html", b"<HTML")):
+        return "it is an HTML page (a download that saved an error or login page?)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c.isspace() for c in text):
+        return f"it looks like a text file, starting {text[:60]!r}"
+    return f"it starts with the bytes {head[:16]!r}"
+
+
+def _check_file_start(path: Path, safetensors: bool) -> None:
+    """Refuse an empty file, or a torch file that is neither a zip archive nor a pickle, naming what
+    was expected (cheap: reads 64 bytes)."""
+    size = path.stat().st_size
+    expected = _EXPECTED_SAFETENSORS if safetensors else _EXPECTED_TORCH
+    if size == 0:
+        raise CheckpointReadError(f"{path}: the file is empty (0 bytes); expected {expected}")
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if not safetensors and not head.startswith(_TORCH_MAGIC):
+        raise CheckpointReadError(f"{path}: not a torch checkpoint: {_describe_start(head)}; expected {expected}")
+
+
+def _unreadable(path: Path, err: BaseException, safetensors: bool) -> CheckpointReadError:
+    """The error for a file whose reader failed half-way (truncated download, corrupt copy)."""
+    expected = _EXPECTED_SAFETENSORS if safetensors else _EXPECTED_TORCH
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    looks = "" if head.startswith(_TORCH_MAGIC) or safetensors and head[8:9] == b"{" else f" ({_describe_start(head)})"
+    return CheckpointReadError(
+        f"{path}: could not be read ({type(err).__name__}: {str(err).strip()[:200] or 'no message'}); the file "
+        f"({path.stat().st_size} bytes) is probably truncated or corrupt{looks}; expected {expected}"
+    )
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors and the metadata of a safetensors file, with clear errors for broken files."""
+    _check_file_start(path, safetensors=True)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _unreadable(path, err, safetensors=True) from err
+
+
 def _resolve_folder(path: Path) -> Path:
     for name in FOLDER_WEIGHT_FILES:
         if (path / name).is_file():
@@ -205,8 +261,12 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, str]:
         path = _resolve_folder(path)
     if path.suffix not in SAFETENSORS_SUFFIXES:
         return {}
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
+    _check_file_start(path, safetensors=True)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _unreadable(path, err, safetensors=True) from err
 
 
 def read_checkpoint_tensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -222,14 +282,19 @@ def read_checkpoint_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     if path.is_dir():
         path = _resolve_folder(path)
     if path.suffix in SAFETENSORS_SUFFIXES:
-        tensors: dict[str, torch.Tensor] = {}
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            for key in handle.keys():
-                tensors[key] = handle.get_tensor(key)
+        tensors, _ = _read_safetensors(path)
         if not tensors:
             raise CheckpointReadError(f"{path}: the safetensors file holds no tensors")
         return tensors
-    return unwrap_state_dict(load_torch_weights_only(path), where=str(path))
+    _check_file_start(path, safetensors=False)
+    try:
+        obj = load_torch_weights_only(path)
+    except CheckpointReadError:
+        raise
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
+        # a truncated zip ("failed finding central directory", EINVAL) or pickle (EOFError)
+        raise _unreadable(path, err, safetensors=False) from err
+    return unwrap_state_dict(obj, where=str(path))
 
 
 def _classifier_prefixes(model: torch.nn.Module) -> tuple[str, ...]:

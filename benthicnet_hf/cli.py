@@ -59,9 +59,71 @@ def load_model(model_id: str, device: str) -> tuple[Any, Any]:
 
     from . import modeling_benthicnet  # noqa: F401  (registers the Auto classes: no remote code needed)
 
-    model = AutoModelForImageClassification.from_pretrained(model_id)
-    processor = AutoImageProcessor.from_pretrained(model_id)
+    check_model_source(model_id)
+    try:
+        model = AutoModelForImageClassification.from_pretrained(model_id)
+        processor = AutoImageProcessor.from_pretrained(model_id)
+    except OSError as err:
+        if Path(model_id).expanduser().exists():
+            raise
+        # neither a folder nor loadable as a Hub id: say "no such folder" first, the Hub second
+        raise FileNotFoundError(f"--model {model_id}: no such folder ({Path(model_id).expanduser().absolute()}), "
+                                f"and no Hub model of that id could be loaded: {str(err).splitlines()[0]}") from err
     return model.to(device).eval(), processor
+
+
+#: Files accelerate's ``save_state`` writes into a training checkpoint (``checkpoints/step_*``).
+TRAINING_STATE_FILES = ("optimizer.bin", "scheduler.bin", "random_states_0.pkl", "training_state.json")
+
+
+def _looks_like_path(model_id: str) -> bool:
+    """Whether ``model_id`` can only be a local path (a Hub id is ``name`` or ``owner/name``)."""
+    return (Path(model_id).expanduser().is_absolute() or model_id.startswith((".", "~")) or "\\" in model_id
+            or model_id.endswith("/") or model_id.count("/") > 1)
+
+
+def _run_models(run_dir: Path) -> list[str]:
+    """The saved-model folders (``final/``, ``best/``) of a training output folder that exist."""
+    return [str(run_dir / name) for name in ("final", "best") if (run_dir / name / "config.json").is_file()]
+
+
+def check_model_source(model_id: str) -> None:
+    """Clear errors for a ``--model`` that is not a saved model, before transformers' Hub messages.
+
+    A missing path-like argument is "no such folder"; a folder without ``config.json`` is named as
+    what it is: a training checkpoint (``checkpoints/step_*``, accelerate state for resuming), the
+    ``checkpoints/`` folder, a training output folder, or something else, with the ``final/`` or
+    ``best/`` folder to use instead.
+    """
+    path = Path(model_id).expanduser()
+    if not path.exists():
+        if _looks_like_path(model_id):
+            parent = next((p for p in path.absolute().parents if p.exists()), None)
+            raise FileNotFoundError(f"--model {model_id}: no such folder ({path.absolute()}; the nearest existing "
+                                    f"parent is {parent})")
+        return  # maybe a Hub id: transformers decides
+    if not path.is_dir():
+        raise ValueError(f"--model {model_id}: a file, not a model folder (expected a folder with config.json and "
+                         "model.safetensors written by save_pretrained, e.g. OUTPUT_DIR/final)")
+    if (path / "config.json").is_file():
+        return
+    names = {p.name for p in path.iterdir()}
+    if any(n.startswith("step_") and (path / n).is_dir() for n in names):  # the checkpoints/ folder
+        run = path.parent
+        what = "the training checkpoints folder"
+    elif names & set(TRAINING_STATE_FILES) or path.name.startswith("step_"):
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        what = "a training checkpoint (the accelerate state that --resume_from_checkpoint reads)"
+    elif _run_models(path):
+        run, what = path, "a training output folder"
+    else:
+        shown = sorted(names)[:10]
+        raise ValueError(f"--model {model_id}: not a saved model: no config.json in the folder (it holds {shown}); "
+                         "expected a folder written by save_pretrained, e.g. OUTPUT_DIR/final")
+    models = _run_models(run)
+    use = (f"use {' or '.join(models)}" if models else
+           f"use the run's final/ or best/ folder (none in {run} yet: the run has not finished or saved a best model)")
+    raise ValueError(f"--model {model_id}: {what}, not a saved model; {use}")
 
 
 def trained_heads(config: Any) -> list[str]:

@@ -120,10 +120,12 @@ class LabelEncoder:
 
     Args:
         hierarchy: the hierarchy.
-        exhaustive: per-head override of :attr:`Head.exhaustive`.
+        exhaustive: per-head override of :attr:`Head.exhaustive` (every CATAMI head is exhaustive by
+            default; ``{"biota": False}`` opts biota out everywhere).
         source_exhaustive: per data source, per-head overrides, e.g.
-            ``{"survey_A": {"biota": True}}`` when survey A annotated every organism.
-        on_unknown: ``"error"`` (default) raises :class:`UnknownLabelError`; ``"ancestor"`` maps
+            ``{"survey_B": {"biota": False}}`` when survey B lists only some of the organisms.
+        on_unknown: ``"error"`` (default) raises one :class:`UnknownLabelError` listing every
+            unknown label; ``"ancestor"`` maps
             an unknown path to its deepest known prefix (or masks the head if none); ``"mask"``
             masks the head for that row. Opt-in policies are reported in
             :attr:`EncodedLabels.report` and logged.
@@ -208,21 +210,23 @@ class LabelEncoder:
         n = len(head.nodes)
         target = np.zeros(n, dtype=np.uint8)
         mask = np.zeros(n, dtype=np.uint8)
+        resolved = [self._resolve(head, lab) for lab in labels]
+        unknown = [lab for lab, i in zip(labels, resolved) if i is None]
+        if unknown and policy == "error":
+            raise self.unknown_error([(row, head.name, column or head.name, lab) for lab in unknown])
         idx: list[int] = []
-        for lab in labels:
-            i = self._resolve(head, lab)
+        masked = False
+        for lab, i in zip(labels, resolved):
             if i is None:
-                if policy == "error":
-                    raise self.unknown_error([(row, head.name, column or head.name, lab)])
                 i = self._deepest_known_prefix(head, lab) if policy == "ancestor" else None
-                if report is not None:
+                if report is not None:  # every unknown label of the cell is reported, not only the first
                     kind = "ancestor" if i is not None else "mask"
                     report.setdefault(kind, []).append((row, head.name, lab, None if i is None else head.nodes[i]))
-                if i is None:
-                    return target, mask  # the whole head becomes unknown for this row
-            idx.append(i)
-        if not idx:
-            return target, mask
+                masked |= i is None
+            if i is not None:
+                idx.append(i)
+        if masked or not idx:
+            return target, mask  # the whole head becomes unknown for this row
         positives = sorted(set().union(*(head.ancestors[i] for i in idx)))
         target[positives] = 1
         if not exhaustive:

@@ -334,7 +334,8 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
     # -------------------------------------------------------------------- forward
     def check_logits(self, logits: Tensor) -> None:
         """Raise ``constraint.NonFiniteLogitsError`` (a ``FloatingPointError``) when the ``(rows, N)``
-        logits hold NaN/inf, naming the count, rows and nodes (one host sync per forward).
+        logits hold NaN/inf, naming the count, rows and nodes (one host sync per forward). With
+        ensemble members the rows are ``member · batch + row``.
 
         Skipped under fp16 autocast (``accelerate --mixed_precision fp16``): there an overflow is
         expected now and then; the loss comes out non-finite, and the gradient scaler skips the step and
@@ -459,7 +460,10 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
                 self.config.custom_pipelines = previous
             else:
                 del self.config.__dict__["custom_pipelines"]
-        make_image_processor(self.config).save_pretrained(save_directory)
+        processor = make_image_processor(self.config)
+        # the processor class travels as remote code too (its file is copied, auto_map written)
+        processor.register_for_auto_class("AutoImageProcessor")
+        processor.save_pretrained(save_directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
@@ -482,13 +486,14 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
                 config = BenthicNetConfig.from_pretrained(pretrained_model_name_or_path, **overrides)
             detail = head_shape_mismatch(pretrained_model_name_or_path, config)
             raise ValueError(detail or f"the checkpoint does not match the config: {err}") from err
+        where = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir") if kwargs.get(k) is not None}
         check_loaded_heads(pretrained_model_name_or_path, model.config, info,
-                           kwargs.get("ignore_mismatched_sizes", False))
+                           kwargs.get("ignore_mismatched_sizes", False), **where)
         return (model, info) if want_info else model
 
 
 def check_loaded_heads(folder: str | Path, config: BenthicNetConfig, info: dict[str, Any],
-                       ignore_mismatched_sizes: bool = False) -> None:
+                       ignore_mismatched_sizes: bool = False, **where: Any) -> None:
     """Raise ``ValueError`` when a load left head weights unused or newly initialised (``info`` of
     ``from_pretrained(output_loading_info=True)``), or when ``config``'s hierarchy differs from the
     ``hierarchy_fingerprint`` of ``folder``'s ``config.json`` (a ``config=`` or ``hierarchy=`` given
@@ -499,21 +504,22 @@ def check_loaded_heads(folder: str | Path, config: BenthicNetConfig, info: dict[
         if head_keys:
             detail = head_shape_mismatch(folder, config)
             raise ValueError(detail or f"the checkpoint's head weights do not match the config: {head_keys[:10]}")
-    saved = _saved_fingerprint(folder)
+    saved = _saved_fingerprint(folder, **where)
     diff = None if saved is None else fingerprint_difference(saved, config.get_hierarchy().fingerprint())
     if diff:
         raise ValueError(f"the config's hierarchy is not the one {folder} was saved with ({diff}): the head "
                          "outputs would be read as the wrong labels; load without config=/hierarchy= overrides")
 
 
-def _saved_fingerprint(folder: str | Path) -> dict[str, Any] | None:
-    """``hierarchy_fingerprint`` of ``folder``'s ``config.json`` (local or cached), None if absent."""
+def _saved_fingerprint(folder: str | Path, **where: Any) -> dict[str, Any] | None:
+    """``hierarchy_fingerprint`` of ``folder``'s ``config.json`` (local or cached; ``where``: the
+    ``subfolder``/``revision``/``cache_dir`` of the load), None if absent."""
     import json
 
     from transformers.utils import cached_file
 
     try:
-        path = cached_file(str(folder), "config.json", _raise_exceptions_for_missing_entries=False)
+        path = cached_file(str(folder), "config.json", _raise_exceptions_for_missing_entries=False, **where)
         saved = json.loads(Path(path).read_text(encoding="utf-8")).get("hierarchy_fingerprint") if path else None
     except (OSError, ValueError):
         return None
@@ -582,6 +588,11 @@ def register_auto_classes() -> None:
         BenthicNetConfig, BenthicNetForHierarchicalClassification, exist_ok=True)
     BenthicNetConfig.register_for_auto_class()
     BenthicNetForHierarchicalClassification.register_for_auto_class("AutoModelForImageClassification")
+    from transformers import AutoImageProcessor
+
+    from .image_processing import BenthicNetImageProcessor
+
+    AutoImageProcessor.register(BenthicNetConfig, BenthicNetImageProcessor, exist_ok=True)
 
 
 # As remote code this file lives under ``transformers_modules``: the package's registration wins.

@@ -4,6 +4,9 @@ Example::
 
     python dataset_scripts/build_dataset.py demo/labels.csv --save-to-disk out/ds --parquet-dir out/pq \
         --skip-bad --report out/skipped.jsonl --column site=station --label-column biota=my_biota
+
+Prints the label support of every split (labelled rows, known positive and negative bits per head)
+and any NaN label cells; ``--build-report`` also writes them as JSON.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import argparse
 import json
 
 from benthicnet_hf import Hierarchy
-from benthicnet_hf.data import build_dataset
+from benthicnet_hf.data import build_dataset_with_report, format_label_support
 from benthicnet_hf.data.export import push_dataset_to_hub, save_parquet_shards
 
 
@@ -35,7 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--column", action="append", default=[], metavar="FIELD=NAME",
                    help="metadata column name override (image, dataset, site, latitude, longitude, date, partition)")
     p.add_argument("--label-column", action="append", default=[], metavar="HEAD=NAME")
-    p.add_argument("--source-exhaustive", help='JSON, e.g. {"survey_A": {"biota": true}}')
+    p.add_argument("--mask-column", action="append", default=[], metavar="HEAD=NAME",
+                   help="column listing each row's unknown node indices (default <head>_mask or '<Head> Mask')")
+    p.add_argument("--non-exhaustive", action="append", default=[], metavar="HEAD",
+                   help="opt a head out of the exhaustive default for every source (only listed nodes known)")
+    p.add_argument("--source-exhaustive", help='JSON, e.g. {"survey_B": {"biota": false}}')
     p.add_argument("--split", action="append", default=[], metavar="NAME=FRACTION",
                    help="grouped split fractions (default train=0.8 validation=0.1 test=0.1)")
     p.add_argument("--group-by", default="dataset,site", help="comma-separated group columns")
@@ -43,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows, listing each in --report")
     p.add_argument("--report", help="skipped-rows report (JSON lines)")
+    p.add_argument("--build-report", help="write the build report (label support, NaN label cells) as JSON")
     p.add_argument("--save-to-disk")
     p.add_argument("--parquet-dir")
     p.add_argument("--rows-per-shard", type=int, default=10_000)
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     columns: dict = _pairs(a.column, "--column")
     if a.label_column:
         columns["labels"] = _pairs(a.label_column, "--label-column")
+    if a.mask_column:
+        columns["masks"] = _pairs(a.mask_column, "--mask-column")
     config = dict(columns=columns or None, seed=a.seed, skip_bad=a.skip_bad, report_path=a.report,
                   group_by=tuple(c for c in a.group_by.split(",") if c),
                   use_split_column=not a.ignore_split_column)
@@ -59,9 +69,16 @@ def main(argv: list[str] | None = None) -> None:
         config["split_fractions"] = {k: float(v) for k, v in _pairs(a.split, "--split").items()}
     if a.source_exhaustive:
         config["source_exhaustive"] = json.loads(a.source_exhaustive)
+    if a.non_exhaustive:
+        config["exhaustive"] = {head: False for head in a.non_exhaustive}
     hierarchy = Hierarchy.from_json(a.hierarchy) if a.hierarchy else None
-    ds = build_dataset(a.table, a.image_root, hierarchy=hierarchy, cache_dir=a.cache_dir, **config)
+    ds, report = build_dataset_with_report(a.table, a.image_root, hierarchy=hierarchy, cache_dir=a.cache_dir,
+                                           **config)
     print(ds)
+    print(format_label_support(report["label_support"]))
+    if a.build_report:
+        with open(a.build_report, "w") as f:
+            json.dump(report, f, indent=1)
     if a.save_to_disk:
         ds.save_to_disk(a.save_to_disk)
     if a.parquet_dir:

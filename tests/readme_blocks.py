@@ -11,6 +11,7 @@ right above its opening fence (invisible on GitHub), one directive per comment:
     <!-- readme: expect-error NAME (why) -->    must exit non-zero with NAME in its output
     <!-- readme: xfail (why: package bug ...) -->  known failure; an unexpected pass fails the test
     <!-- readme: timeout SECONDS -->            default 300
+    <!-- readme: files PATH ... -->             outputs the block documents; each must exist afterwards
 
 Only ```python, ```bash and ```sh blocks are code; other fences (layout trees, plain text) are
 counted as "not code" so that nothing is silently left out.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CODE_LANGS = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
-DIRECTIVES = {"skip", "setup", "continue", "tiny", "env", "expect-error", "xfail", "timeout"}
+DIRECTIVES = {"skip", "setup", "continue", "tiny", "env", "expect-error", "xfail", "timeout", "files"}
 _FENCE = re.compile(r"^(?P<ticks>`{3,})(?P<lang>[\w+-]*)\s*$")
 _MARKER = re.compile(r"^\s*<!--\s*readme:\s*(?P<name>[\w-]+)\s*(?P<arg>.*?)\s*-->\s*$")
 _REASON = re.compile(r"^\((?P<reason>[^()].*)\)$")

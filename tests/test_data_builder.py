@@ -27,6 +27,8 @@ def _write_images(root):
     (root / "s1").mkdir(parents=True)
     (root / "s2").mkdir()
     Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / "s1/rgb.png")
+    for name in ("rgb2.png", "rgb3.png"):  # one image per row: a repeated image is a bad row
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / "s1" / name)
     Image.fromarray(rng.integers(0, 65536, (20, 24), dtype=np.uint16)).save(root / "s1/g16.png")
     Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8), mode="CMYK").save(root / "s2/cmyk.jpg")
     Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8), mode="RGBA").save(root / "s2/rgba.png")
@@ -51,14 +53,14 @@ def _table(root, with_bad=True):
     ]
     if with_bad:
         rows += [
-            dict(image="s1/rgb.png", site="s1", catami_biota="Biota > Sponges > Glowing", catami_substrate="",
-                 catami_relief="", catami_bedforms="", colour_qualifier=""),   # unknown label (row 4)
+            dict(image="s1/rgb2.png", site="s1", catami_biota="Biota > Sponges > Glowing", catami_substrate="",
+                 catami_relief="", catami_bedforms="", colour_qualifier=""),   # unknown label (data row 5)
             dict(image="s2/missing.png", site="s2", catami_biota="", catami_substrate=SOFT,
-                 catami_relief="", catami_bedforms="", colour_qualifier=""),   # missing file (row 5)
+                 catami_relief="", catami_bedforms="", colour_qualifier=""),   # missing file (data row 6)
             dict(image="s2/corrupt.png", site="s2", catami_biota="", catami_substrate=SOFT,
-                 catami_relief="", catami_bedforms="", colour_qualifier=""),   # corrupt file (row 6)
-            dict(image="s1/rgb.png", site="s1", latitude="north", catami_biota="", catami_substrate=SOFT,
-                 catami_relief="", catami_bedforms="", colour_qualifier=""),   # unreadable row (row 7)
+                 catami_relief="", catami_bedforms="", colour_qualifier=""),   # corrupt file (data row 7)
+            dict(image="s1/rgb3.png", site="s1", latitude="north", catami_biota="", catami_substrate=SOFT,
+                 catami_relief="", catami_bedforms="", colour_qualifier=""),   # unreadable row (data row 8)
         ]
     table = pd.DataFrame(rows)
     table.insert(1, "dataset", "survey")
@@ -73,10 +75,10 @@ def _table(root, with_bad=True):
     return path
 
 
-def _expected_substrate(label_keys):
+def _expected(label_keys, head="substrate"):
     """Independent reference from the key strings: positives = labels and their path prefixes;
     exhaustive head: all known except strictly below a label with no labelled child."""
-    keys = CATAMI.head("substrate").nodes
+    keys = CATAMI.head(head).nodes
     pos = {k for k in keys for lab in label_keys if lab == k or lab.startswith(k + " > ")}
     deepest = [p for p in pos if not any(q.startswith(p + " > ") for q in pos)]
     target = np.array([k in pos for k in keys], dtype=np.uint8)
@@ -92,17 +94,17 @@ def tricky(tmp_path):
 
 def test_bad_rows_raise_clear_errors(tricky):
     table = _table(tricky)
-    with pytest.raises(BadRowError, match=r"row 7: column 'latitude': 'north' is not a number"):
+    with pytest.raises(BadRowError, match=r"1-based data rows.*row 8: column 'latitude': 'north' is not a number"):
         build_dataset(table, tricky / "img", cache_dir=tricky / "c1")
     frame = pd.read_csv(table, dtype=str, keep_default_na=False)
     frame.loc[7, "latitude"] = "44.5"
-    with pytest.raises(UnknownLabelError, match=r"row 4, column 'catami_biota'.*Glowing"):
+    with pytest.raises(UnknownLabelError, match=r"column 'catami_biota'.*Glowing' in 1 row\(s\): 5"):
         build_dataset(frame, tricky / "img", cache_dir=tricky / "c2")
     frame = frame.drop(index=4).reset_index(drop=True)
-    with pytest.raises(ImageLoadError, match=r"row 4: image file .*missing\.png does not exist"):
+    with pytest.raises(ImageLoadError, match=r"row 5: image file .*missing\.png does not exist.*1-based data row"):
         build_dataset(frame, tricky / "img", cache_dir=tricky / "c3")
     frame = frame.drop(index=4).reset_index(drop=True)
-    with pytest.raises(ImageLoadError, match=r"row 4: image .*corrupt\.png cannot be decoded"):
+    with pytest.raises(ImageLoadError, match=r"row 5: image .*corrupt\.png cannot be decoded"):
         build_dataset(frame, tricky / "img", cache_dir=tricky / "c4")
 
 
@@ -113,20 +115,22 @@ def test_skip_bad_report_and_encoded_rows(tricky):
     assert list(ds) == ["train"]
     train = ds["train"]
     skipped = [json.loads(line) for line in report.read_text().splitlines()]
-    assert [(s["row"], s["stage"]) for s in skipped] == [(4, "table"), (5, "image"), (6, "image"), (7, "table")]
+    # "row" is the 1-based data row, as in the error messages
+    assert [(s["row"], s["stage"]) for s in skipped] == [(5, "table"), (6, "image"), (7, "image"), (8, "table")]
     assert "Glowing" in skipped[0]["reason"] and "missing.png" in skipped[1]["reason"]
     assert train.num_rows == 4
     rows = {r["image_path"]: r for r in train}
-    # multi-label cell: both organisms and their ancestors positive, biota non-exhaustive
+    # multi-label cell: both organisms and their ancestors positive; biota exhaustive by default
     b = rows["s1/rgb.png"]
-    biota = CATAMI.head("biota").nodes
-    pos = {k for k in biota for lab in (KELP, SPONGE) if lab == k or lab.startswith(k + " > ")}
-    np.testing.assert_array_equal(b["biota_target"], [k in pos for k in biota])
-    np.testing.assert_array_equal(b["biota_mask"], [k in pos for k in biota])
+    t, m = _expected([KELP, SPONGE], "biota")
+    np.testing.assert_array_equal(b["biota_target"], t)
+    np.testing.assert_array_equal(b["biota_mask"], m)
+    assert 0 < m.sum() < len(m) and (1 - t[m == 1]).sum() > 200  # known negatives exist
+    assert b["bedforms_labels"] == ["None"] and sum(b["bedforms_target"]) == 1  # the class "None" is kept
     assert b["colour_labels"] == ["Brown", "Yellow"]
     assert sum(b["colour_target"]) == 2 and all(b["colour_mask"])
     for path, labs in (("s1/rgb.png", [SAND]), ("s1/g16.png", [SOFT]), ("s2/cmyk.jpg", [SAND])):
-        t, m = _expected_substrate(labs)
+        t, m = _expected(labs)
         np.testing.assert_array_equal(rows[path]["substrate_target"], t, err_msg=path)
         np.testing.assert_array_equal(rows[path]["substrate_mask"], m, err_msg=path)
     # missing heads → all-zero mask

@@ -56,6 +56,17 @@ def test_labels_are_catami_with_missing_information(tmp_path):
     sl = CATAMI.head_slice("substrate")
     cut = (sub == "Substrate > Unconsolidated (soft)").to_numpy()
     assert (enc.mask[cut, sl] == 0).any(axis=1).all()  # unknown below the cut
+    # the demo's opt-in: survey B's biota is non-exhaustive (only positives known), survey A keeps
+    # the exhaustive default (known negatives)
+    assert DEMO_SOURCE_EXHAUSTIVE == {"demo_survey_b": {"biota": False}}
+    enc = LabelEncoder(CATAMI, source_exhaustive=DEMO_SOURCE_EXHAUSTIVE).encode(
+        cols, sources=table["dataset"].tolist())
+    b = CATAMI.head_slice("biota")
+    labelled = (table["catami_biota"] != "").to_numpy()
+    in_b = (table["dataset"] == "demo_survey_b").to_numpy()
+    np.testing.assert_array_equal(enc.mask[in_b & labelled, b], enc.targets[in_b & labelled, b])
+    negatives = (enc.mask[:, b] & (1 - enc.targets[:, b])).sum(axis=1)
+    assert (negatives[~in_b & labelled] > 200).all() and (negatives[in_b] == 0).all()
 
 
 def test_tiny_cnn_beats_label_prior(tmp_path):

@@ -77,6 +77,7 @@ def numpy_mcloss(hier: Hierarchy, logits: np.ndarray, y: np.ndarray, mask: np.nd
     """Paper MCLoss in probability space + three-level masking, per head with loops (one member)."""
     r = hier.dense_ancestor_matrix().astype(np.float64)
     p = sigmoid(logits)
+    y = y * mask  # only known bits are targets: an unknown y = 1 must not feed MCM(y·p)
     per_head = []
     for h in range(len(hier.heads)):
         s = hier.head_slice(h)

@@ -41,17 +41,32 @@ def test_leaf_label_on_exhaustive_head_masks_nothing(h):
     assert {k for k, v in t.items() if v} == {"High", "High > Wall"}
 
 
+def test_every_catami_head_is_exhaustive_by_default(h):
+    """The BenthicNet authors' semantics: all known except below a cut label and missing heads."""
+    assert {hd.name: hd.exhaustive for hd in h.heads} == {
+        "biota": True, "substrate": True, "relief": True, "bedforms": True, "colour": True}
+    from benthicnet_hf.catami import CATAMI_EXHAUSTIVE
+    assert all(CATAMI_EXHAUSTIVE.values())
+    enc = LabelEncoder(h).encode({"biota": ["Biota > Sponges"]})
+    m = bits(h, "biota", enc.mask[0])
+    below = [k for k in m if k.startswith("Biota > Sponges > ")]
+    assert below and all(m[k] == 0 for k in below)
+    assert sum(m.values()) == len(m) - len(below)  # every other biota node is a known bit
+    assert m["Biota > Fishes"] == 1 and bits(h, "biota", enc.targets[0])["Biota > Fishes"] == 0
+
+
 def test_non_exhaustive_head_and_several_labels(h):
     cell = "Biota > Sponges > Cup-likes; [BIOTA] > Biota > Fishes"
-    enc = LabelEncoder(h).encode({"biota": [cell, ["Biota > Sponges > Cup-likes", "Biota > Fishes"]]})
+    enc = LabelEncoder(h, exhaustive={"biota": False}).encode(
+        {"biota": [cell, ["Biota > Sponges > Cup-likes", "Biota > Fishes"]]})
     t, m = bits(h, "biota", enc.targets[0]), bits(h, "biota", enc.mask[0])
     pos = {"Biota", "Biota > Sponges", "Biota > Sponges > Cup-likes", "Biota > Fishes"}
     assert {k for k, v in t.items() if v} == pos
     assert {k for k, v in m.items() if v} == pos  # non-exhaustive: only the positives are known
     np.testing.assert_array_equal(enc.targets[0], enc.targets[1])
-    # the same head declared exhaustive for one source: everything but below the cut labels is known
-    enc2 = LabelEncoder(h, source_exhaustive={"full_survey": {"biota": True}}).encode(
-        {"biota": [cell, cell]}, sources=["other", "full_survey"])
+    # the opt-out for one source only; the other source keeps the exhaustive default
+    enc2 = LabelEncoder(h, source_exhaustive={"partial_survey": {"biota": False}}).encode(
+        {"biota": [cell, cell]}, sources=["partial_survey", "full_survey"])
     np.testing.assert_array_equal(enc2.mask[0], enc.mask[0])
     m2 = bits(h, "biota", enc2.mask[1])
     assert m2["Biota > Cnidaria"] == 1 and m2["Anthropogenic"] == 1
@@ -112,11 +127,31 @@ def test_batch_encoding_matches_brute_force(h):
 
 def test_unknown_label_error_names_row_column_label_and_suggests(h):
     enc = LabelEncoder(h)
-    with pytest.raises(UnknownLabelError, match=r"row 1, column 'catami_substrate'.*'Substrate > Unconsolidated \(soft\) > Sand'.*closest known"):
+    with pytest.raises(UnknownLabelError, match=r"column 'catami_substrate' \(head 'substrate'\): unknown label "
+                       r"'Substrate > Unconsolidated \(soft\) > Sand' in 1 row\(s\): 2; closest known"):
         enc.encode({"substrate": ["Substrate", "Substrate > Unconsolidated (soft) > Sand"]},
                    column_names={"substrate": "catami_substrate"})
     with pytest.raises(UnknownLabelError, match=r"\[RELIEF\] > Flat"):
         enc.encode({"substrate": ["[RELIEF] > Flat"]})  # a label of another head
+
+
+def test_all_unknown_labels_reported_at_once_with_one_based_rows(h):
+    sand = "Substrate > Unconsolidated (soft) > Sand"
+    cols = {"substrate": ["Substrate", sand, "Substrate", sand, sand],
+            "biota": ["Biota > Sponges > Glowing", "", "Biota > Fishes", "", "Biota > Sponges > Glowing; Blob"]}
+    with pytest.raises(UnknownLabelError) as info:
+        LabelEncoder(h).encode(cols, column_names={"substrate": "sub", "biota": "bio"})
+    msg = str(info.value)
+    assert msg.startswith("3 unknown label(s) in 4 row(s) (rows are 1-based data rows, header not counted")
+    # grouped per label, with the count and the 1-based rows (positions 1, 3, 4 → rows 2, 4, 5)
+    assert f"column 'sub' (head 'substrate'): unknown label '{sand}' in 3 row(s): 2, 4, 5" in msg
+    assert "column 'bio' (head 'biota'): unknown label 'Biota > Sponges > Glowing' in 2 row(s): 1, 5" in msg
+    assert "unknown label 'Blob' in 1 row(s): 5" in msg
+    assert "closest known: ['Substrate > Unconsolidated (soft)'" in msg
+    assert sorted(info.value.unknown) == sorted([
+        (1, "substrate", "sub", sand), (3, "substrate", "sub", sand), (4, "substrate", "sub", sand),
+        (0, "biota", "bio", "Biota > Sponges > Glowing"), (4, "biota", "bio", "Biota > Sponges > Glowing"),
+        (4, "biota", "bio", "Blob")])
 
 
 def test_unknown_label_policies_are_reported(h):

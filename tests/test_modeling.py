@@ -163,6 +163,7 @@ def numpy_mcloss(hier: Hierarchy, logits, y, mask) -> float:
     """Paper MCLoss in probability space + three-level masking, written per head with loops."""
     r = hier.dense_ancestor_matrix().astype(np.float64)
     p = sigmoid(logits.astype(np.float64))
+    y = y * mask  # only known bits are targets: an unknown y = 1 must not feed MCM(y·p)
     per_head = []
     for h in range(len(hier.heads)):
         s = hier.head_slice(h)

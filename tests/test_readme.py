@@ -14,7 +14,8 @@ How a block runs (markers: see ``tests/readme_blocks.py``):
   that block's code only, so the README itself keeps the real defaults. A tiny block that no
   substitution changes, and a substitution that no block uses, are errors (the list cannot rot);
 - ``<!-- readme: continue -->`` runs the previous code block(s) first, in the same process and folder
-  (their code is concatenated), so a block may use names defined above it.
+  (their code is concatenated), so a block may use names defined above it;
+- ``<!-- readme: files PATH ... -->`` lists outputs the block promises; each must exist after it ran.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ TINY: dict[str, str] = {
     r"\bresnet50\b": "test_resnet",                      # timm's ~0.1 M-parameter test net
     r"--image_size 224\b": "--image_size 32",
     r"--batch_size 64\b": "--batch_size 8",
-    r"--epochs 100\b": "--epochs 1",
+    # SSL pre-training: 2 steps, no worker processes, a 64-wide projector (Barlow Twins' is 8192)
+    r"--epochs 100\b": "--max_steps 2 --num_workers 0 --method_kwarg proj_hidden_dim=64 --method_kwarg proj_dim=64",
     r"--mixed_precision bf16\b": "--mixed_precision no",   # bf16 autocast is slow on a CPU
     r"_transform\(224\)": "_transform(32)",
     r"batch_size=64\b": "batch_size=8",
@@ -58,8 +60,11 @@ TINY: dict[str, str] = {
                                      r"--per_device_train_batch_size 8 --head_hidden_dim 16 --report_to none",
     r"(--method himulcone)": r"\1 --epochs 1 --image_size 32 --batch_size 8",
     r"--seeds 3\b": "--seeds 1 --epochs 1 --batch-size 256",
-    r"--all --dense-timing": "--all --epochs 1 --batch-size 256 --dense-timing --timing-steps 1 --timing-rounds 1",
-    r"--epochs 123\b": "--epochs 1",
+    # --all over a one-dataset folder (setup hmc-subset): the full set is hours of CPU; batch 32 keeps
+    # the dense B×N×N timing tensor small
+    r"--all --dense-timing": "--all --data-dir hmc_subset --epochs 1 --batch-size 32 --dense-timing "
+                             "--timing-steps 1 --timing-rounds 1",
+    r"--epochs 123\b": "--epochs 1 --batch-size 256",
 }
 
 
@@ -70,7 +75,21 @@ def _demo_data(cache: Path) -> Path:
     from benthicnet_hf.data.demo import make_demo_dataset
 
     out = cache / "demo"
-    make_demo_dataset(out, num_images=40, image_size=32)
+    make_demo_dataset(out, num_images=160, image_size=32)  # 160: enough sites (10) for 3 site-grouped splits
+    return out
+
+
+def _table_in_image_root(cache: Path) -> Path:
+    """The demo ``labels.csv`` with its ``image`` paths relative to ``images/`` (``--image_root images/``)."""
+    import pandas as pd
+
+    table = pd.read_csv(_cached(cache, "demo-data") / "labels.csv")
+    prefix = "images/"
+    if not table["image"].str.startswith(prefix).all():
+        raise AssertionError(f"demo table: expected every image path to start with {prefix!r}")
+    table["image"] = table["image"].str.slice(len(prefix))
+    out = cache / "labels_in_image_root.csv"
+    table.to_csv(out, index=False)
     return out
 
 
@@ -136,7 +155,7 @@ def _hmc_data(cache: Path) -> Path:
 
 _BUILDERS: dict[str, Callable[[Path], Path]] = {
     "demo-data": _demo_data, "photos": _photos, "demo-model": _demo_model, "ssl-ckpt": _ssl_ckpt,
-    "ssl-export": _ssl_export, "hmc-data": _hmc_data,
+    "ssl-export": _ssl_export, "hmc-data": _hmc_data, "table-in-image-root": _table_in_image_root,
 }
 _CACHE: dict[str, Path] = {}
 
@@ -160,9 +179,9 @@ def _copy(src: Path, dst: Path) -> None:
 # What each `setup` name puts into the block's folder: (cached artefact, placement).
 # Data is copied (a block may write next to it); models and checkpoints are only read, so linked.
 SETUPS: dict[str, Callable[[Path, Path], None]] = {
-    # labels.csv + images/ in the folder, as the Data section's build_dataset call expects
-    "demo-data": lambda c, w: [_copy(p, w / p.name) for p in (_cached(c, "demo-data") / "labels.csv",
-                                                                _cached(c, "demo-data") / "images")],
+    # labels.csv + images/ in the folder, image paths relative to images/, as `image_root="images/"` expects
+    "demo-data": lambda c, w: (_copy(_cached(c, "table-in-image-root"), w / "labels.csv"),
+                               _copy(_cached(c, "demo-data") / "images", w / "images")),
     # demo/ as written by `python dataset_scripts/make_demo_data.py demo/`
     "demo-dir": lambda c, w: _copy(_cached(c, "demo-data"), w / "demo"),
     "reef.jpg": lambda c, w: _copy(_cached(c, "photos") / "photo_0.jpg", w / "reef.jpg"),
@@ -177,6 +196,9 @@ SETUPS: dict[str, Callable[[Path, Path], None]] = {
                                       w / "path" / "to" / f"gasch2_FUN.{s}.arff.gz")
                                 for s in ("train", "valid", "test")],
     "hmc-data": lambda c, w: _cached(c, "hmc-data"),  # only checks that the shared folder exists
+    # a data folder holding one small benchmark, so that `--all` takes seconds
+    "hmc-subset": lambda c, w: [_link(p, w / "hmc_subset" / p.name)
+                                for p in sorted(_cached(c, "hmc-data").glob("derisi_FUN.*"))],
 }
 
 
@@ -258,12 +280,20 @@ def test_block_runs(block: Block, tmp_path: Path, fixture_cache: Path) -> None:
         reason_of(block, "expect-error")
         assert proc.returncode != 0, f"{block.id}: expected to fail with {name}, but exited 0"
         assert name in proc.stdout + proc.stderr, f"expected {name} in the output\n" + _report(block, proc)
+        _assert_files(block, tmp_path, proc)
         return
     if "xfail" in block.directives:
         if proc.returncode != 0:
             pytest.xfail(f"{block.id}: {reason_of(block, 'xfail')}")
         pytest.fail(f"{block.id} is marked xfail but now runs: remove the marker")
     assert proc.returncode == 0, _report(block, proc)
+    _assert_files(block, tmp_path, proc)
+
+
+def _assert_files(block: Block, workdir: Path, proc: subprocess.CompletedProcess[str]) -> None:
+    """Every output named by the block's ``files`` marker exists in its folder."""
+    missing = [f for f in block.directives.get("files", "").split() if not (workdir / f).exists()]
+    assert not missing, f"{block.id}: ran, but did not write {missing}\n" + _report(block, proc)
 
 
 # ---------------------------------------------------------------- the inventory cannot run nothing

@@ -1,5 +1,5 @@
 """A fine-tuning run owns its output folder; a resume keeps the run's settings; settings that would
-fail late (0 steps, image_size >= 384, files named like run folders) fail at start; an error on the
+fail late (0 steps, files named like run folders) fail at start; an error on the
 main process ends every process."""
 
 from __future__ import annotations
@@ -156,13 +156,6 @@ def test_last_training_batch_of_one_is_dropped_with_a_log_line(demo: list[str], 
     assert "the last batch of 1 sample is dropped" in capsys.readouterr().out
 
 
-def test_image_size_384_fails_at_start(demo: list[str], tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    with pytest.raises(ValueError, match="image_size=384"):
-        fresh_run(demo + ["--output_dir", str(out), "--num_train_epochs", "1", "--image_size", "384"])
-    assert not (out / "checkpoints").exists() and not (out / "best").exists()
-
-
 # ------------------------------------------------------------------------ every rank ends
 def free_port() -> int:
     with socket.socket() as sock:
@@ -214,3 +207,15 @@ def test_offline_push_message_names_hf_upload_and_the_kept_folder(tmp_path: Path
         push_final(tmp_path, args)
     assert f"`hf upload org/m {final} .`" in str(err.value) and "huggingface-cli" not in str(err.value)
     assert (final / "config.json").is_file()
+
+
+# ------------------------------------------------------------------------ diverging run
+def test_a_diverging_run_stops_with_non_finite_logits_and_says_where(demo: list[str], tmp_path: Path) -> None:
+    from benthicnet_hf.constraint import NonFiniteLogitsError
+
+    argv = demo + ["--output_dir", str(tmp_path / "run"), "--num_train_epochs", "3", "--max_grad_norm", "0",
+                   "--per_device_train_batch_size", "16", "--learning_rate", "1e20", "--head_learning_rate", "1e20"]
+    with pytest.raises(NonFiniteLogitsError, match=r"epoch \d+, batch \d+ \(optimizer step \d+, process 0\): "
+                                                   r"non-finite logits") as info:
+        fresh_run(argv)
+    assert info.value.count > 0 and info.value.rows

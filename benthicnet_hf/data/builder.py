@@ -10,9 +10,16 @@ or simply :func:`benthicnet_hf.data.build_dataset`. Each row holds the image, pe
 ``{head}_target``/``{head}_mask`` (uint8, length = nodes of the head, mask 1 = known, see
 :mod:`benthicnet_hf.labels`), the original label strings ``{head}_labels`` and the metadata.
 
-Bad input stops the build with an error naming the row and the reason (missing/corrupt image,
-unreadable cell, unknown label). With ``skip_bad=True`` such rows are left out and every one is
-written to a JSON-lines report (``report_path``) and counted in a warning: never silently.
+The table's ``<head>_mask`` columns (lists of unknown node indices, :mod:`.mask_columns`), when
+present, are applied on top of the computed masks.
+
+Bad input stops the build with an error naming the row (1-based data row, header not counted) and
+the reason (missing/corrupt/decompression-bomb image, unreadable cell or mask list, unknown label,
+duplicate image, coordinates out of range, unparsable date). With ``skip_bad=True`` such rows are
+left out and every one is written to a JSON-lines report (``report_path``; ``"row"`` is the same
+1-based data row) and counted in a warning: never silently. Table-level mistakes (a misspelled or
+missing configured column, an unknown source in ``source_exhaustive``, a split column value that is
+not train/validation/test) always raise.
 """
 
 from __future__ import annotations
@@ -30,9 +37,10 @@ from datasets.builder import Key
 from ..hierarchy import Hierarchy
 from ..labels import LabelEncoder, UnknownLabelError
 from .images import ImageLoadError, read_image_bytes
-from .splits import DEFAULT_FRACTIONS, assign_splits, group_keys
-from .table import (BadRowError, TableColumns, label_strings, metadata_columns, read_table,
-                    resolve_label_columns)
+from .mask_columns import apply_listed_unknowns, listed_unknowns, positive_conflicts, resolve_mask_columns
+from .splits import DEFAULT_FRACTIONS, assign_splits, group_keys, invalid_split_values
+from .table import (ROW_CONVENTION, BadRowError, TableColumns, TableError, check_explicit_columns,
+                    label_strings, metadata_columns, read_table, resolve_label_columns)
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +106,10 @@ class BenthicNetDatasetConfig(datasets.BuilderConfig):
     def hierarchy(self) -> Hierarchy:
         return Hierarchy.from_json(self.hierarchy_json) if self.hierarchy_json else Hierarchy.catami()
 
+    def skipped_report_path(self) -> Path:
+        """Where ``skip_bad`` writes the skipped rows: ``report_path``, else ``<table>.skipped.jsonl``."""
+        return Path(self.report_path or Path(str(self.table).rstrip("/")).with_suffix(".skipped.jsonl"))
+
 
 @dataclass
 class _Prepared:
@@ -133,36 +145,42 @@ class BenthicNetDatasetBuilder(datasets.GeneratorBasedBuilder):
         hierarchy = cfg.hierarchy()
         columns = TableColumns.from_overrides(cfg.columns)
         frame, folder = read_table(cfg.table)
+        check_explicit_columns(frame, columns, str(cfg.table))
         image_root = Path(cfg.image_root) if cfg.image_root else (folder or Path(cfg.table).parent)
         meta, bad = metadata_columns(frame, columns)
         label_cols = resolve_label_columns(frame, hierarchy, columns)
         labels, bad_labels = label_strings(frame, hierarchy, label_cols)
-        bad += bad_labels
+        mask_cols = resolve_mask_columns(frame, hierarchy, columns)
+        unknown, bad_masks = listed_unknowns(frame, hierarchy, mask_cols)
+        bad += bad_labels + bad_masks
         if bad and not cfg.skip_bad:
             raise BadRowError(sorted(bad), source=str(cfg.table))
+        self._check_sources(meta["dataset"], columns)
+        explicit = self._explicit_splits(frame, columns)
         encoder_policy = "mask" if (cfg.skip_bad and cfg.on_unknown == "error") else cfg.on_unknown
         encoder = LabelEncoder(hierarchy, cfg.exhaustive, cfg.source_exhaustive, on_unknown=encoder_policy)
         try:
             encoded = encoder.encode(labels, sources=meta["dataset"], column_names=label_cols)
         except UnknownLabelError as err:
-            raise UnknownLabelError(f"{cfg.table}: {err}") from err
+            raise UnknownLabelError(f"{cfg.table}: {err}", unknown=err.unknown) from err
         if encoder_policy != cfg.on_unknown:
             for row, head, label, _ in encoded.report.get("mask", []):
                 bad.append((row, f"column {label_cols[head]!r}: unknown label {label!r} for head {head!r}"))
+        conflicts = positive_conflicts(encoded.targets, unknown, hierarchy, mask_cols)
+        if conflicts and not cfg.skip_bad:
+            raise BadRowError(sorted(conflicts), source=str(cfg.table))
+        bad += conflicts
+        mask = apply_listed_unknowns(encoded.mask, unknown) if mask_cols else encoded.mask
         bad_rows = sorted({r for r, _ in bad})
         report_path = None
         if cfg.skip_bad:
-            report_path = Path(cfg.report_path or Path(str(cfg.table).rstrip("/")).with_suffix(".skipped.jsonl"))
-        self._prepared = _Prepared(image_root, meta, labels, encoded.targets, encoded.mask, report_path)
+            report_path = cfg.skipped_report_path()
+        self._prepared = _Prepared(image_root, meta, labels, encoded.targets, mask, report_path)
         for r, why in sorted(bad):
-            self._prepared.skipped.append({"row": r, "image": meta["image_path"][r], "stage": "table",
+            self._prepared.skipped.append({"row": r + 1, "image": meta["image_path"][r], "stage": "table",
                                            "reason": why})
         self._write_report()
 
-        split_col = columns.partition if cfg.use_split_column else None
-        explicit = None
-        if split_col and split_col in frame.columns and frame[split_col].notna().any():
-            explicit = frame[split_col].tolist()
         keep = np.setdiff1d(np.arange(len(frame)), np.asarray(bad_rows, dtype=np.int64))
         groups = group_keys(meta, cfg.group_by)
         splits = assign_splits([groups[r] for r in keep], None if explicit is None else [explicit[r] for r in keep],
@@ -174,6 +192,34 @@ class BenthicNetDatasetBuilder(datasets.GeneratorBasedBuilder):
             if len(rows):
                 gens.append(datasets.SplitGenerator(name=name, gen_kwargs={"rows": rows.tolist()}))
         return gens
+
+    def _check_sources(self, sources: list[str], columns: TableColumns) -> None:
+        """Every source named in ``source_exhaustive`` must occur in the table's dataset column."""
+        named = set(self.config.source_exhaustive or {})
+        known = sorted(set(sources) - {""})
+        missing = sorted(named - set(known))
+        if missing:
+            raise TableError(f"{self.config.table}: source_exhaustive names source(s) {missing} that are not in "
+                             f"column {columns.dataset!r}; the table's sources are {known[:20]}"
+                             f"{' ...' if len(known) > 20 else ''}")
+
+    def _explicit_splits(self, frame: Any, columns: TableColumns) -> list | None:
+        """The partition column's values when it is used, after checking every cell."""
+        split_col = columns.partition if self.config.use_split_column else None
+        if not (split_col and split_col in frame.columns and frame[split_col].notna().any()):
+            return None
+        values = frame[split_col].tolist()
+        wrong = invalid_split_values(values)
+        if wrong:
+            kinds: dict[str, list[int]] = {}
+            for r, v in wrong:
+                kinds.setdefault(v, []).append(r + 1)
+            shown = "; ".join(f"{v!r} in row(s) {rs[:5]}{' ...' if len(rs) > 5 else ''}" for v, rs in kinds.items())
+            raise TableError(f"{self.config.table}: column {split_col!r} must say train, validation (val, valid, "
+                             f"dev) or test on every row; {len(wrong)} row(s) do not ({ROW_CONVENTION}): "
+                             f"{shown}. Fix them, or pass use_split_column=False (--ignore-split-column) for "
+                             "a grouped split")
+        return values
 
     def _write_report(self) -> None:
         p = self._prepared
@@ -197,18 +243,18 @@ class BenthicNetDatasetBuilder(datasets.GeneratorBasedBuilder):
             path = Path(rel) if Path(rel).is_absolute() else p.image_root / rel
             try:
                 if self.config.embed_images:
-                    image = {"bytes": read_image_bytes(path, row=r, verify=self.config.verify_images),
+                    image = {"bytes": read_image_bytes(path, row=r + 1, verify=self.config.verify_images),
                              "path": rel}
                 else:
                     if self.config.verify_images:
-                        read_image_bytes(path, row=r, verify=True)
+                        read_image_bytes(path, row=r + 1, verify=True)
                     elif not path.exists():
-                        raise ImageLoadError(f"row {r}: image file {path} does not exist")
+                        raise ImageLoadError(f"row {r + 1}: image file {path} does not exist")
                     image = {"bytes": None, "path": str(path.resolve())}
             except ImageLoadError as err:
                 if not self.config.skip_bad:
-                    raise ImageLoadError(f"{self.config.table}: {err}") from err
-                p.skipped.append({"row": r, "image": rel, "stage": "image", "reason": str(err)})
+                    raise ImageLoadError(f"{self.config.table}: {err} ({ROW_CONVENTION})") from err
+                p.skipped.append({"row": r + 1, "image": rel, "stage": "image", "reason": str(err)})
                 n_skipped += 1
                 continue
             example: dict[str, Any] = {"image": image}

@@ -8,7 +8,8 @@ what is drawn. The labels carry the missing information of real surveys:
 - labels cut short (``Substrate > Unconsolidated (soft)`` for fine sand, ``Biota > Macroalgae``);
 - missing heads (relief, bedforms, colour, sometimes substrate);
 - non-exhaustive biota: survey ``demo_survey_b`` lists at most one of the organisms drawn, while
-  ``demo_survey_a`` lists all of them (pass :data:`DEMO_SOURCE_EXHAUSTIVE` to the encoder).
+  ``demo_survey_a`` lists all of them. Every CATAMI head is exhaustive by default, so survey B opts
+  out for biota: pass :data:`DEMO_SOURCE_EXHAUSTIVE` (``source_exhaustive=``) to the builder.
 
 Sites have their own substrate mix, so a site-grouped split is meaningful.
 """
@@ -42,7 +43,8 @@ ORGANISMS = {  # label path → (colour qualifier, cut-short label)
     "star": ("Biota > Echinoderms > Sea stars", "Orange", "Biota > Echinoderms"),
 }
 NO_BIOTA = "No visible biota"
-DEMO_SOURCE_EXHAUSTIVE = {"demo_survey_a": {"biota": True}}
+#: survey B lists at most one organism per image: its biota is the demo's non-exhaustive opt-in
+DEMO_SOURCE_EXHAUSTIVE = {"demo_survey_b": {"biota": False}}
 _BASE = {SAND: (200, 182, 135), MUD: (92, 88, 72), GRAVEL: (128, 118, 100), BOULDERS: (70, 82, 78),
          ROCK: (120, 120, 125)}
 

@@ -8,11 +8,17 @@ Conversions (PIL's own ``convert("RGB")`` gets two of them wrong):
   channels are kept as stored); seafloor photographs carry no meaningful transparency.
 - ``CMYK`` and ``YCbCr``/``LAB``/``HSV``: PIL's conversion; ``1`` and ``L``: replicated to 3 channels.
 - EXIF orientation is applied so that the pixels are upright.
+
+Decompression bombs (a header claiming more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``, e.g. a
+small PNG that says 30000 x 30000) are refused as bad images: PIL only *warns* between one and two
+times the limit, and we deliberately turn that warning into an :class:`ImageLoadError` too, so such
+a file is a bad row (skipped and reported with ``skip_bad``) and never decoded.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +53,29 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _source_name(source: Any) -> str:
+    """The file name of ``source`` for messages (``<bytes>`` for in-memory data)."""
+    if isinstance(source, dict):
+        return str(source.get("path") or "<bytes>")
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return "<bytes>"
+
+
+def _open_decoded(source: str | Path | bytes | dict[str, Any] | Image.Image, where: str) -> Image.Image:
+    """Open ``source`` and decode its pixels now, so truncated files fail here, not in a worker."""
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        if isinstance(source, dict):
+            source = source.get("bytes") or source.get("path")
+            if source is None:
+                raise ImageLoadError(f"{where}image cell has neither bytes nor path")
+        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+    image.load()
+    return ImageOps.exif_transpose(image)
+
+
 def load_rgb(source: str | Path | bytes | dict[str, Any] | Image.Image, row: int | None = None) -> Image.Image:
     """Open, fully decode and convert an image to RGB.
 
@@ -55,28 +84,21 @@ def load_rgb(source: str | Path | bytes | dict[str, Any] | Image.Image, row: int
         row: table row, for the error message.
 
     Raises:
-        ImageLoadError: missing file or undecodable data, naming ``row`` and the file.
+        ImageLoadError: missing file, undecodable data or a decompression bomb, naming ``row`` and
+            the file.
     """
     where = f"row {row}: " if row is not None else ""
-    name = "<bytes>"
+    name = _source_name(source)
     try:
-        if isinstance(source, Image.Image):
-            image = source
-        else:
-            if isinstance(source, dict):
-                name = str(source.get("path") or "<bytes>")
-                source = source.get("bytes") or source.get("path")
-                if source is None:
-                    raise ImageLoadError(f"{where}image cell has neither bytes nor path")
-            if isinstance(source, (bytes, bytearray)):
-                image = Image.open(io.BytesIO(source))
-            else:
-                name = str(source)
-                image = Image.open(source)
-        image.load()  # decode now: truncated files fail here, not later in a worker
-        image = ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():
+            # PIL only warns below twice its pixel limit: a bomb is a bad file either way
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = _open_decoded(source, where)
     except FileNotFoundError as err:
         raise ImageLoadError(f"{where}image file {name} does not exist") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageLoadError(f"{where}image {name} is refused as a possible decompression bomb "
+                             f"(more than PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS} pixels): {err}") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         if isinstance(err, ImageLoadError):
             raise

@@ -77,7 +77,8 @@ def listed_unknowns(frame: pd.DataFrame, hierarchy: Hierarchy, mask_columns: Map
         # parse each distinct cell once (the released table repeats the same lists many times)
         keys = ["" if is_missing(c) else c if isinstance(c, str) else json.dumps(np.asarray(c).tolist())
                 if isinstance(c, (list, tuple, np.ndarray)) else repr(c) for c in cells]
-        uniq, first, inverse = np.unique(np.asarray(keys, dtype=object), return_index=True, return_inverse=True)
+        inverse, uniq = pd.factorize(pd.Series(keys, dtype=object))  # hash-based: no string sort
+        _, first = np.unique(inverse, return_index=True)  # earliest row of each distinct cell
         parsed = [_parse_cell(cells[i]) for i in first]
         lengths = np.zeros(len(uniq), dtype=np.int64)
         flat: list[int] = []

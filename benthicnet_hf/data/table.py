@@ -357,7 +357,12 @@ def _duplicate_images(images: list[str], col: str, bad: list[tuple[int, str]]) -
 
 def metadata_columns(frame: pd.DataFrame, columns: TableColumns
                      ) -> tuple[dict[str, list[Any]], list[tuple[int, str]]]:
-    """The metadata columns under their canonical names, plus rows with unreadable values."""
+    """The metadata columns under their canonical names, plus bad rows ``(row0, reason)``.
+
+    Bad rows: empty image path, an image already named by an earlier row, latitude/longitude that
+    is not a number or outside [-90, 90] / [-180, 180], a date that does not parse. ``row0`` is the
+    0-based position; messages show it 1-based (:data:`ROW_CONVENTION`).
+    """
     bad: list[tuple[int, str]] = []
     if columns.image not in frame.columns:
         raise TableError(f"image column {columns.image!r} not in table columns {list(frame.columns)}")

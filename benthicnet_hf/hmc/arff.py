@@ -6,11 +6,17 @@ C-HMCNN reference does; a missing or unknown nominal value is all zeros), missin
 carry ``@``-separated node keys. A row's target is its nodes and all their ancestors.
 
 A dataset is a prefix with splits beside it: ``X.train.arff`` / ``X.valid.arff`` / ``X.test.arff``
-(FunCat, GO) or ``X_train.arff`` / ``X_Test.arff`` (the "others"), each optionally ``.gz``.
+(FunCat, GO), ``X_train.arff`` / ``X_Test.arff`` or ``X_trainvalid.arff`` / ``X_test.arff`` (the
+"others"), each optionally ``.gz`` (see :func:`find_splits`).
+
+A line is a comment only when it *starts* with ``%`` (after blanks), as the ARFF format says: ``%``
+inside an attribute name or a quoted value is data. Values may be quoted with ``'`` or ``"`` (commas
+inside quotes are kept).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +28,9 @@ from ..hierarchy import Hierarchy
 #: nodes the reference never evaluates nor trains on: the tree root and the three GO roots
 ROOT_KEYS = ("root", "GO0003674", "GO0005575", "GO0008150")
 SPLITS = ("train", "valid", "test")
+#: A split file's name: ``PREFIX`` + ``.`` or ``_`` + split word (any case) + ``.arff`` (+ ``.gz``).
+#: ``trainvalid`` (train and validation in one file) is read as the train split.
+SPLIT_FILE = re.compile(r"^(?P<prefix>.+?)[._](?P<split>trainvalid|train|valid|test)\.arff(?:\.gz)?$", re.IGNORECASE)
 
 
 class ArffFormatError(ValueError):
@@ -77,7 +86,7 @@ def _parse_attribute(line: str, path: Path, lineno: int) -> Attribute:
     if low in ("numeric", "real", "integer"):
         return Attribute(name, "numeric")
     if rest.startswith("{") and rest.endswith("}"):
-        cats = tuple(c.strip().strip("'\"") for c in rest[1:-1].split(","))
+        cats = tuple(c.strip("'\"") for c in split_row(rest[1:-1]))
         return Attribute(name, "nominal", cats)
     raise ArffFormatError(f"{path}:{lineno}: attribute {name!r} has unsupported type {rest!r}")
 
@@ -88,8 +97,8 @@ def _read_lines(path: Path) -> tuple[list[Attribute], list[tuple[int, str]]]:
     in_data = False
     with open_text(path) as f:
         for lineno, raw in enumerate(f, 1):
-            line = raw.split("%", 1)[0].strip() if "%" in raw else raw.strip()
-            if not line:
+            line = raw.strip()
+            if not line or line.startswith("%"):  # '%' elsewhere is data (names, quoted values)
                 continue
             if in_data:
                 rows.append((lineno, line))
@@ -100,6 +109,26 @@ def _read_lines(path: Path) -> tuple[list[Attribute], list[tuple[int, str]]]:
     if not in_data:
         raise ArffFormatError(f"{path}: no @DATA section")
     return attrs, rows
+
+
+def split_row(line: str) -> list[str]:
+    """The comma-separated cells of a data row, stripped; quoted cells (``'...'`` or ``"..."``) may
+    hold commas and keep their quotes (nominal lookups strip them)."""
+    if "'" not in line and '"' not in line:  # the common, numeric case: no scanning
+        return [x.strip() for x in line.split(",")]
+    cells, current, quote = [], [], ""
+    for ch in line:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ",":
+            cells.append("".join(current).strip())
+            current = []
+            continue
+        current.append(ch)
+    cells.append("".join(current).strip())
+    return cells
 
 
 def _features(attrs: list[Attribute], cells: np.ndarray, linenos: np.ndarray, path: Path) -> np.ndarray:
@@ -177,7 +206,7 @@ def read_arff(path: str | Path, hierarchy: Hierarchy | None = None) -> tuple[Arf
     for n, line in rows:
         if line.startswith("{"):
             raise ArffFormatError(f"{path}:{n}: sparse ARFF rows are not supported")
-        cells = [x.strip() for x in line.split(",")]
+        cells = split_row(line)
         if len(cells) != len(attrs):
             raise ArffFormatError(f"{path}:{n}: {len(cells)} values, expected {len(attrs)} attributes")
         split.append(cells)
@@ -189,27 +218,53 @@ def read_arff(path: str | Path, hierarchy: Hierarchy | None = None) -> tuple[Arf
     return ArffTable(path, features, targets, tuple(feat_attrs), attrs[c].values[0]), hierarchy
 
 
+def split_files(folder: str | Path) -> dict[str, dict[str, list[Path]]]:
+    """``{prefix: {split word (lower case): [files]}}`` of the split files in ``folder`` (:data:`SPLIT_FILE`)."""
+    out: dict[str, dict[str, list[Path]]] = {}
+    for path in sorted(Path(folder).iterdir()):
+        m = SPLIT_FILE.match(path.name)
+        if m and path.is_file():
+            out.setdefault(m["prefix"], {}).setdefault(m["split"].lower(), []).append(path)
+    return out
+
+
+def dataset_prefixes(folder: str | Path) -> list[str]:
+    """Dataset names in ``folder``: prefixes with a train (or trainvalid) and a test split, sorted."""
+    return sorted(p for p, splits in split_files(folder).items()
+                  if ("train" in splits or "trainvalid" in splits) and "test" in splits)
+
+
 def find_splits(prefix: str | Path) -> dict[str, Path]:
     """Split files beside ``prefix``: ``{"train": ..., "valid": ... (optional), "test": ...}``.
 
-    Accepts ``prefix.train.arff``, ``prefix_train.arff``, ``prefix_Train.arff`` (each with ``.gz``).
+    Accepted names: ``PREFIX`` + ``.`` or ``_`` + ``train`` / ``valid`` / ``test`` / ``trainvalid``
+    in any case (``X.train.arff``, ``X_Train.arff``, ``X_TEST.arff``, ``X.trainvalid.arff``) +
+    ``.arff`` or ``.arff.gz``. ``trainvalid`` (train and validation in one file) is the train split
+    when there is no separate train file; with both, train (+ valid) are used and trainvalid is
+    not. Two files for one split (``X.train.arff`` and ``X_train.arff.gz``) are an error.
     """
     prefix = Path(prefix)
-    found: dict[str, Path] = {}
-    for split in SPLITS:
-        for sep in (".", "_"):
-            for name in (split, split.capitalize(), split.upper()):
-                for ext in (".arff", ".arff.gz"):
-                    p = prefix.parent / f"{prefix.name}{sep}{name}{ext}"
-                    if split not in found and p.exists():
-                        found[split] = p
+    folder = prefix.parent
+    splits = split_files(folder).get(prefix.name, {}) if folder.is_dir() else {}
+    several = {s: files for s, files in splits.items() if len(files) > 1}
+    if several:
+        raise FileNotFoundError(f"ambiguous split files for {prefix}: " + "; ".join(
+            f"{s}: {[f.name for f in files]}" for s, files in several.items()) + " (keep one per split)")
+    found = {s: files[0] for s, files in splits.items()}
+    if "train" not in found and "trainvalid" in found:
+        found["train"] = found["trainvalid"]
+        if "valid" in found:
+            raise FileNotFoundError(f"{found['valid']}: a valid split beside {found['trainvalid'].name}, which "
+                                    "already holds the validation rows; remove one")
+    found.pop("trainvalid", None)
     missing = [s for s in ("train", "test") if s not in found]
     if missing:
         raise FileNotFoundError(
-            f"no {'/'.join(missing)} split for {prefix}: expected e.g. {prefix}.train.arff(.gz) "
-            f"or {prefix}_train.arff(.gz) and the matching test file"
+            f"no {'/'.join(missing)} split for {prefix}: expected e.g. {prefix}.train.arff(.gz), "
+            f"{prefix}_train.arff(.gz) or {prefix}_trainvalid.arff(.gz) and the matching test file"
+            + (f" (found {sorted(f.name for f in found.values())})" if found else "")
         )
-    return found
+    return {s: found[s] for s in SPLITS if s in found}
 
 
 @dataclass

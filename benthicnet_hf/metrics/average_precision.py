@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inputs import check_metric_inputs, ranking_keys, transpose_blocked
+from .inputs import check_metric_inputs, ranking_keys
 from .ranking import (
     ColumnKeys,
     ap_by_depth,
@@ -60,6 +60,11 @@ def sample_ap_by_depth_from_keys(
 
 
 # ------------------------------------------------------------------------------- public API
+def _floor(keys: np.ndarray, positive: np.ndarray) -> int:
+    """Smallest key of a known positive (2 if none): lower keys never count in an AP."""
+    return int(np.min(keys, where=positive, initial=np.iinfo(np.int32).max)) if positive.any() else 2
+
+
 def _keys(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked inputs as ``(keys int32, positive bool, known bool)``, all ``(rows, nodes)``."""
@@ -70,8 +75,8 @@ def _keys(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None
 
 def micro_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
     """AP of all known bits ranked together (``probs``/``targets``/``mask`` ``(rows, nodes)``)."""
-    keys, _, known = _keys(probs, targets, mask)
-    ranked = keys[known]
+    keys, positive, _ = _keys(probs, targets, mask)
+    ranked = keys[keys >= _floor(keys, positive)]  # known items not below every positive
     return grouped_micro_ap(ranked, [(0, ranked.size)])[1][0]
 
 
@@ -79,8 +84,8 @@ def node_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndar
     """``(nodes,)`` AP per node over its known samples; NaN where undefined (see module doc)."""
     keys, positive, known = _keys(probs, targets, mask)
     num_pos, num_known = positive.sum(axis=0), known.sum(axis=0)
-    column_keys = ColumnKeys(num_known)
-    column_keys.add(transpose_blocked(keys), transpose_blocked(known))
+    column_keys = ColumnKeys(*keys.shape, _floor(keys, positive))
+    column_keys.add(keys)
     col, n, tp, _ = rank_in_columns(column_keys, num_pos)
     return node_ap_from_ranks(col, n, tp, num_pos, num_known)
 

@@ -110,8 +110,34 @@ def ranking_keys(probs: np.ndarray, positive: np.ndarray, known: np.ndarray,
     return keys
 
 
-def transpose_blocked(a: np.ndarray, block: int = 4096) -> np.ndarray:
-    """C-contiguous ``a.T`` for a 2-D array, copied in row blocks (3x faster than a plain copy)."""
+def min_positive_key(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
+                     codes: np.ndarray | None = None, block: int = 4096) -> int:
+    """Smallest :func:`ranking_keys` key of a known positive; ``UNKNOWN_KEY + 1`` if there is none.
+
+    ``probs``, ``targets``/``known`` (bool) and ``codes`` (left untouched) as in
+    :func:`ranking_keys`, all ``(rows, nodes)``. Keys below it belong to items scored below
+    every positive, which no AP counts. Row blocks keep the temporaries in cache.
+    """
+    scores = probs if codes is None else codes
+    high = np.inf if codes is None else np.iinfo(codes.dtype).max
+    low = high
+    for a in range(0, scores.shape[0], block):
+        low = min(low, np.min(scores[a:a + block], where=targets[a:a + block] & known[a:a + block],
+                              initial=high))
+    if low == high:
+        return UNKNOWN_KEY + 1
+    if codes is not None:
+        return 2 * int(low)
+    one = np.ones((1, 1), dtype=bool)
+    return int(ranking_keys(np.full((1, 1), low, dtype=probs.dtype), one, one)[0, 0])
+
+
+def transpose_blocked(a: np.ndarray, block: int = 128) -> np.ndarray:
+    """C-contiguous ``a.T`` for a 2-D array, copied in row blocks (3x faster than a plain copy).
+
+    128 rows per block keeps both sides of a ``(rows, ~330)`` copy in L1/L2 (measured: 5x faster
+    than 4096-row blocks for int32, 1.7x for bytes).
+    """
     out = np.empty((a.shape[1], a.shape[0]), dtype=a.dtype)
     for start in range(0, a.shape[0], block):
         out[:, start:start + block] = a[start:start + block].T

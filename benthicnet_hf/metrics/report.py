@@ -55,8 +55,10 @@ from ..hierarchy import Hierarchy
 from .average_precision import node_ap_from_ranks, thresholded_ap_from_counts
 from .counts import GroupLayout, bit_states, confusion_counts_by_group
 from .f1 import _ratio, _scores_from_counts
-from .inputs import check_metric_inputs, has_float32_scores, ranking_keys, score_codes, transpose_blocked
-from .paper import PositivePositions, head_order, hml_scores, positive_positions, singular_scores
+from .inputs import (
+    check_metric_inputs, has_float32_scores, min_positive_key, ranking_keys, score_codes, transpose_blocked,
+)
+from .paper import PositivePositions, head_order, hml_scores, positive_positions_by_head, singular_scores
 from .ranking import (
     ColumnKeys,
     ap_by_depth,
@@ -161,7 +163,8 @@ def compute_metrics(
         level_of_node[layout.cols(g)] = g - groups_of_head[layout.head[g]][0]
     num_known = np.add.reduce(mask, axis=0, dtype=np.int64)
     dense_codes = None if has_float32_scores(probs) else score_codes(probs)  # one global ranking
-    column_keys = ColumnKeys(num_known)
+    # Items below every positive never count in an AP: dropped before the column sorts and merges.
+    column_keys = ColumnKeys(*probs.shape, min_positive_key(probs, targets, mask, dense_codes))
     node = {name: np.zeros(probs.shape[1], dtype=np.int64) for name in ("tp", "fp", "pos", "fp_rows")}
     g_tp, g_fp, g_pos, g_known = (np.zeros((layout.head.size, rows), dtype=np.int32) for _ in range(4))
     overall_sample_ap = np.empty(rows)
@@ -184,10 +187,10 @@ def compute_metrics(
         g_tp[:, sl], g_fp[:, sl], g_pos[:, sl], g_known[:, sl] = (
             cc.group_tp, cc.group_fp, cc.group_pos, cc.group_known)
         clock.lap("threshold_counts")
-        for h, order in enumerate(orders):
-            positions[h].append(positive_positions(positive, known, order, depth, start))
+        for h, part in enumerate(positive_positions_by_head(positive, known, orders, depth, start)):
+            positions[h].append(part)
         clock.lap("paper_positions")
-        column_keys.add(transpose_blocked(keys), (state_t & 1).view(bool))
+        column_keys.add(keys)
         clock.lap("node_ap")
         row, n, tp_rank = rank_in_rows(keys, cc.group_known.sum(axis=0))
         overall_sample_ap[sl] = mean_per_segment(row, tp_rank / n, np.bincount(row, minlength=keys.shape[0]))
@@ -219,8 +222,9 @@ def compute_metrics(
     col, n, tp_rank, ranked = rank_in_columns(column_keys, num_pos)
     node_ap = node_ap_from_ranks(col, n, tp_rank, num_pos, num_known)
     clock.lap("node_ap")
-    ends = np.cumsum(num_known)
-    bounds = [(int(ends[s.start] - num_known[s.start]), int(ends[s.stop - 1])) for s in slices]
+    kept = column_keys.count  # per column: the keys left after the floor
+    ends = np.cumsum(kept)
+    bounds = [(int(ends[s.start] - kept[s.start]), int(ends[s.stop - 1])) for s in slices]
     micro_all, micro_heads = grouped_micro_ap(ranked, bounds)
     del ranked, column_keys
     clock.lap("micro_ap")

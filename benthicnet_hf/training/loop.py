@@ -23,6 +23,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from ..constraint import NonFiniteLogitsError
 from .args import FinetuneArguments
 from .checkpointing import TrainingState, save_checkpoint
 from .components import (EpochCounter, build_model, keyed_seed, label_matrices, load_hierarchy, load_splits,
@@ -108,7 +109,6 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     model = build_model(args, hierarchy, node_weights=weights, support=support)
     if not (args.init_from or args.resume_from_checkpoint):  # fresh heads only
         init_head_biases(model, train_y, train_m, how=args.init_head_bias)
-    check_saveable(model.config)
     counter = EpochCounter()
     sampler = None
     if args.lpros is not None:
@@ -211,7 +211,14 @@ def _train_epoch(args: FinetuneArguments, accelerator: Accelerator, model: Any, 
         # keyed by the global position, not by how often the generator was drawn before
         reseed_all(keyed_seed(args.seed, state.epoch, state.batches_done, accelerator.process_index, 1))
         with accelerator.accumulate(model):
-            out = model(**batch)
+            try:
+                out = model(**batch)
+            except NonFiniteLogitsError as err:  # say where, not only what
+                raise NonFiniteLogitsError(
+                    f"epoch {state.epoch}, batch {state.batches_done} (optimizer step {state.completed_steps}, "
+                    f"process {accelerator.process_index}): {err} (--resume_from_checkpoint latest restarts from "
+                    "the last checkpoint; lower --learning_rate or check the images of this batch)",
+                    err.count, err.rows, err.nodes) from err
             accelerator.backward(out.loss)
             if accelerator.sync_gradients and args.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -244,14 +251,6 @@ def _improves(value: float, best: float | None, greater: bool) -> bool:
     if math.isnan(value):
         return False
     return value > best if greater else value < best
-
-
-def check_saveable(config: Any) -> None:
-    """Fail at start-up, not at the first ``save_pretrained``, on settings the saved image
-    processor cannot represent (e.g. ``image_size >= 384``)."""
-    from ..image_processing import make_image_processor
-
-    make_image_processor(config)
 
 
 def check_train_batches(train_loader: Any, args: FinetuneArguments, accelerator: Accelerator) -> None:
