@@ -16,24 +16,23 @@ Remote-code safe: this file imports only installed packages and relative sibling
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 import inspect
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .checkpoint_match import check_loaded_heads, head_shape_mismatch
+from .encoder import checked_pixel_values, create_encoder
+from .classifier_heads import HierarchicalHeads, init_head_layer, rare_nodes_module
 from .configuration_benthicnet import BenthicNetConfig, check_ensemble
 from .constraint import MaxConstraint, check_finite_logits
-from .hierarchy import Hierarchy, fingerprint_difference
 from .losses import HierarchicalLoss, known_targets
 
 
@@ -76,96 +75,6 @@ class BenthicNetModelOutput(ModelOutput):
     hidden_states: tuple[Tensor, ...] | None = None
 
 
-def create_encoder(config: BenthicNetConfig) -> nn.Module:
-    """The timm encoder of ``config``: ``pretrained=False``, ``num_classes=0`` (pooled features)."""
-    name = config.encoder_name
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-        hint = f"; close matches: {close}" if close else ""
-        raise ValueError(f"unknown timm encoder_name {name!r}{hint}")
-    return timm.create_model(name, pretrained=False, num_classes=0, **config.encoder_kwargs)
-
-
-def head_layers(in_features: int, num_nodes: int, hidden_dim: int, dropout: float) -> nn.Sequential:
-    """One head: ``BN(affine=False) → Linear(hidden) → ReLU → Dropout → Linear(nodes)`` (reference);
-    with ``hidden_dim=0``: ``BN(affine=False) → Dropout → Linear(nodes)``."""
-    norm = nn.BatchNorm1d(in_features, affine=False)
-    if hidden_dim == 0:
-        return nn.Sequential(OrderedDict(norm=norm, drop=nn.Dropout(dropout), fc=nn.Linear(in_features, num_nodes)))
-    return nn.Sequential(OrderedDict(
-        norm=norm, fc1=nn.Linear(in_features, hidden_dim), act=nn.ReLU(), drop=nn.Dropout(dropout),
-        fc2=nn.Linear(hidden_dim, num_nodes),
-    ))
-
-
-class Broadcast(nn.Module):
-    """``(B, F)`` → ``(K, B, F)`` (a view): gives every ensemble member its own dropout mask."""
-
-    def __init__(self, num_members: int) -> None:
-        super().__init__()
-        self.num_members = num_members
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.unsqueeze(0).expand(self.num_members, *x.shape)
-
-
-def ensemble_head_layers(in_features: int, num_nodes: int, hidden_dim: int, dropout: float,
-                         num_members: int) -> nn.Sequential:
-    """:func:`head_layers` for ``K`` members at once: ``(B, F)`` → ``(K, B, nodes)``.
-
-    The Linear layers are ``rare_nodes.StackedLinear`` (weights ``(K, out, in)``, one batched
-    einsum); the BatchNorm (no affine parameters) sees the same features for every member, so one is
-    shared. Parameter names match :func:`head_layers` (``fc1``/``fc2`` or ``fc``).
-    """
-    stacked = _rare_nodes_module("ensemble").StackedLinear
-    norm = nn.BatchNorm1d(in_features, affine=False)
-    if hidden_dim == 0:
-        return nn.Sequential(OrderedDict(
-            norm=norm, members=Broadcast(num_members), drop=nn.Dropout(dropout),
-            fc=stacked(in_features, num_nodes, num_members),
-        ))
-    return nn.Sequential(OrderedDict(
-        norm=norm, fc1=stacked(in_features, hidden_dim, num_members), act=nn.ReLU(), drop=nn.Dropout(dropout),
-        fc2=stacked(hidden_dim, num_nodes, num_members),
-    ))
-
-
-class HierarchicalHeads(nn.Module):
-    """Per-head classifiers over shared pooled features: ``(batch, F) → (batch, num_nodes)`` raw
-    logits; with ``num_members = K > 1``, ``K`` independent head stacks batched over members,
-    ``(batch, F) → (K, batch, num_nodes)`` (needs ``benthicnet_hf.rare_nodes``)."""
-
-    def __init__(self, in_features: int, hierarchy: Hierarchy, hidden_dim: int, dropout: float,
-                 num_members: int = 1) -> None:
-        super().__init__()
-        self.head_names = hierarchy.head_names
-        self.num_members = num_members
-        self.heads = nn.ModuleList(
-            head_layers(in_features, len(h.nodes), hidden_dim, dropout) if num_members == 1
-            else ensemble_head_layers(in_features, len(h.nodes), hidden_dim, dropout, num_members)
-            for h in hierarchy.heads
-        )
-
-    def forward(self, features: Tensor) -> Tensor:
-        return torch.cat([head(features) for head in self.heads], dim=-1)
-
-
-def _init_head_layer(layer: nn.Module) -> None:
-    """Initialise one layer of a head: torch's default Linear init (as the reference), also per member
-    of a ``StackedLinear`` ``(K, out, in)``; fresh BatchNorm statistics."""
-    if isinstance(layer, nn.BatchNorm1d):
-        init.zeros_(layer.running_mean)
-        init.ones_(layer.running_var)
-        init.zeros_(layer.num_batches_tracked)
-    elif hasattr(layer, "in_features") and isinstance(getattr(layer, "weight", None), Tensor):
-        bound = 1 / layer.in_features**0.5
-        if layer.weight.dim() == 2:
-            init.kaiming_uniform_(layer.weight, a=5**0.5)
-        else:  # kaiming_uniform_ would take a (K, out, in) weight's fan-in as out · in
-            init.uniform_(layer.weight, -bound, bound)
-        init.uniform_(layer.bias, -bound, bound)
-
-
 class BenthicNetPreTrainedModel(PreTrainedModel):
     config_class = BenthicNetConfig
     base_model_prefix = "benthicnet"
@@ -178,7 +87,7 @@ class BenthicNetPreTrainedModel(PreTrainedModel):
         if isinstance(module, HierarchicalHeads):
             for head in module.heads:
                 for layer in head:
-                    _init_head_layer(layer)
+                    init_head_layer(layer)
         elif isinstance(module, BenthicNetForHierarchicalClassification) and module.node_weights is not None:
             init.copy_(module.node_weights, torch.tensor(self.config.node_weights, dtype=module.node_weights.dtype))
         elif isinstance(module, (MaxConstraint, HierarchicalLoss)):
@@ -189,36 +98,8 @@ class BenthicNetPreTrainedModel(PreTrainedModel):
                 init.copy_(module.head_of_node, torch.as_tensor(hier.head_of_node, dtype=torch.long))
 
     def check_pixel_values(self, pixel_values: Tensor) -> Tensor:
-        """The image batch ``(batch, C, H, W)``, checked: clear errors for a wrong shape or dtype.
-
-        Integer pixels (uint8 0-255) mean the image processor was skipped: an error. Floating-point
-        pixels of another dtype than the encoder's weights (float64 from numpy, typically) are cast to
-        it, which loses nothing the encoder would use.
-        """
-        in_chans = int(self.config.encoder_kwargs.get("in_chans", 3))
-        if not isinstance(pixel_values, Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != in_chans:
-            got = tuple(pixel_values.shape) if isinstance(pixel_values, Tensor) else type(pixel_values).__name__
-            raise ValueError(
-                f"pixel_values must have shape (batch, {in_chans}, height, width), got {got}"
-            )
-        if not pixel_values.is_floating_point():
-            hint = (" (raw 0-255 pixels: the image processor was skipped; pass images through "
-                    "AutoImageProcessor.from_pretrained(model_dir)(images, return_tensors='pt'), which scales "
-                    "and normalises them)") if pixel_values.dtype == torch.uint8 else ""
-            raise ValueError(f"pixel_values must be a floating-point tensor of normalised images, got "
-                             f"dtype {pixel_values.dtype}{hint}")
-        weight_dtype = next(self.backbone.parameters()).dtype
-        if pixel_values.dtype != weight_dtype and weight_dtype.is_floating_point:
-            pixel_values = pixel_values.to(weight_dtype)
-        patch_embed = getattr(self.backbone, "patch_embed", None)
-        fixed = getattr(patch_embed, "img_size", None)
-        strict = getattr(patch_embed, "strict_img_size", False)  # timm ViTs without dynamic_img_size
-        if fixed is not None and strict and tuple(pixel_values.shape[-2:]) != tuple(fixed):
-            raise ValueError(
-                f"encoder {self.config.encoder_name!r} takes {tuple(fixed)} images, got pixel_values of "
-                f"shape {tuple(pixel_values.shape)} (set encoder_kwargs img_size or dynamic_img_size)"
-            )
-        return pixel_values
+        """:func:`~benthicnet_hf.encoder.checked_pixel_values` for this model's encoder."""
+        return checked_pixel_values(pixel_values, self.config, self.backbone)
 
 
 class BenthicNetModel(BenthicNetPreTrainedModel):
@@ -318,7 +199,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         b = features.shape[0]
         if samples > 0:
             # one (S·B) batch, rows s·B + b; BatchNorm is in eval mode here, so repeating is exact
-            with _rare_nodes_module("ensemble").dropout_active(self.heads):
+            with rare_nodes_module("ensemble").dropout_active(self.heads):
                 out = self.heads(features.repeat(samples, 1))
         else:
             out = self.heads(features)
@@ -329,7 +210,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
 
     def member_uncertainty(self, member_probs: Tensor) -> Tensor:
         """``config.uncertainty`` of ``(members, batch, N)`` coherent probabilities → ``(batch, N)``."""
-        return _rare_nodes_module("uncertainty").ensemble_uncertainty(member_probs, self.config.uncertainty)
+        return rare_nodes_module("uncertainty").ensemble_uncertainty(member_probs, self.config.uncertainty)
 
     # -------------------------------------------------------------------- forward
     def check_logits(self, logits: Tensor) -> None:
@@ -492,93 +373,9 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         return (model, info) if want_info else model
 
 
-def check_loaded_heads(folder: str | Path, config: BenthicNetConfig, info: dict[str, Any],
-                       ignore_mismatched_sizes: bool = False, **where: Any) -> None:
-    """Raise ``ValueError`` when a load left head weights unused or newly initialised (``info`` of
-    ``from_pretrained(output_loading_info=True)``), or when ``config``'s hierarchy differs from the
-    ``hierarchy_fingerprint`` of ``folder``'s ``config.json`` (a ``config=`` or ``hierarchy=`` given
-    at load time)."""
-    if not ignore_mismatched_sizes:
-        head_keys = sorted(k for k in [*info.get("unexpected_keys", ()), *info.get("missing_keys", ())]
-                           if k.startswith("heads."))
-        if head_keys:
-            detail = head_shape_mismatch(folder, config)
-            raise ValueError(detail or f"the checkpoint's head weights do not match the config: {head_keys[:10]}")
-    saved = _saved_fingerprint(folder, **where)
-    diff = None if saved is None else fingerprint_difference(saved, config.get_hierarchy().fingerprint())
-    if diff:
-        raise ValueError(f"the config's hierarchy is not the one {folder} was saved with ({diff}): the head "
-                         "outputs would be read as the wrong labels; load without config=/hierarchy= overrides")
-
-
-def _saved_fingerprint(folder: str | Path, **where: Any) -> dict[str, Any] | None:
-    """``hierarchy_fingerprint`` of ``folder``'s ``config.json`` (local or cached; ``where``: the
-    ``subfolder``/``revision``/``cache_dir`` of the load), None if absent."""
-    import json
-
-    from transformers.utils import cached_file
-
-    try:
-        path = cached_file(str(folder), "config.json", _raise_exceptions_for_missing_entries=False, **where)
-        saved = json.loads(Path(path).read_text(encoding="utf-8")).get("hierarchy_fingerprint") if path else None
-    except (OSError, ValueError):
-        return None
-    return saved if isinstance(saved, dict) else None
-
-
-def _rare_nodes_module(name: str) -> Any:
-    """``benthicnet_hf.rare_nodes.<name>``: a sibling package when installed, else the installed package
-    (remote code copies only this file's direct relative imports)."""
-    try:
-        return importlib.import_module(f".rare_nodes.{name}", __package__)
-    except ImportError:
-        try:
-            return importlib.import_module(f"benthicnet_hf.rare_nodes.{name}")
-        except ImportError as err:
-            raise ImportError(f"this model needs benthicnet_hf.rare_nodes.{name} (ensembles, MC dropout, node "
-                              "weights): pip install benthicnet_hf") from err
-
-
 def _bit_weights_function() -> Any:
     """``rare_nodes.weights.bit_weights`` (node weights → per-bit loss weights)."""
-    return _rare_nodes_module("weights").bit_weights
-
-
-def head_shape_mismatch(folder: str | Path, config: BenthicNetConfig) -> str | None:
-    """Describe how the head shapes of ``folder``'s ``model.safetensors`` differ from ``config``'s
-    hierarchy and ``ensemble_size`` (``None`` when they agree or the file cannot be found locally)."""
-    from safetensors import safe_open
-    from transformers.utils import cached_file
-
-    path = Path(folder) / "model.safetensors"
-    if not path.is_file():
-        resolved = cached_file(str(folder), "model.safetensors", _raise_exceptions_for_missing_entries=False)
-        if resolved is None:
-            return None
-        path = Path(resolved)
-    hier = config.get_hierarchy()
-    with safe_open(str(path), framework="pt") as f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("heads.heads.")}
-    problems = []
-    members = set()
-    for i, head in enumerate(hier.heads):
-        found = shapes.get(f"heads.heads.{i}.fc2.bias", shapes.get(f"heads.heads.{i}.fc.bias"))
-        if found is None:
-            problems.append(f"head {i} {head.name!r}: expected {len(head.nodes)} nodes, not in the checkpoint")
-            continue
-        # output bias: (nodes,) for one head stack, (K, nodes) for an ensemble of K
-        members.add(found[0] if len(found) == 2 else 1)
-        if found[-1] != len(head.nodes):
-            problems.append(f"head {i} {head.name!r}: config has {len(head.nodes)} nodes, checkpoint has {found[-1]}")
-    if members and members != {config.ensemble_size}:
-        problems.insert(0, f"checkpoint has {'/'.join(map(str, sorted(members)))} ensemble member(s), "
-                           f"config has ensemble_size={config.ensemble_size}")
-    extra = {int(k.split(".")[2]) for k in shapes} - set(range(len(hier.heads)))
-    if extra:
-        problems.append(f"checkpoint has {len(extra)} more head(s) than the config's {len(hier.heads)}")
-    if not problems:
-        return None
-    return f"the config (hierarchy, ensemble_size) does not match the checkpoint {path}: " + "; ".join(problems)
+    return rare_nodes_module("weights").bit_weights
 
 
 def register_auto_classes() -> None:

@@ -170,7 +170,7 @@ def test_table_and_image_root(tmp_path: Path) -> None:
     from benthicnet_hf.data.demo import make_demo_dataset
 
     table = make_demo_dataset(tmp_path / "data", num_images=48, image_size=32, seed=1)
-    frame = pd.read_csv(table)
+    frame = pd.read_csv(table, dtype=str, keep_default_na=False)  # keeps bedforms "None"
     frame["partition"] = ["train"] * 32 + ["val"] * 9 + ["test"] * 7  # an explicit split column
     frame.to_csv(table, index=False)
     result = fresh_run(TINY + ["--table", str(table), "--image_root", str(tmp_path / "data"),

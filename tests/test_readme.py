@@ -269,6 +269,7 @@ def fixture_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("readme_fixtures")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", CODE_BLOCKS, ids=[b.id for b in CODE_BLOCKS])
 def test_block_runs(block: Block, tmp_path: Path, fixture_cache: Path) -> None:
     if block.skip_reason is not None:

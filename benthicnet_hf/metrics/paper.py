@@ -107,34 +107,12 @@ def positive_positions(positive: np.ndarray, known: np.ndarray, order: np.ndarra
         depth: ``(nodes,)`` depth of every global node.
         row_offset: added to the returned rows (for row chunks).
     """
-    return positive_positions_by_head(positive, known, [order], depth, row_offset)[0]
-
-
-def positive_positions_by_head(positive: np.ndarray, known: np.ndarray, orders: list[np.ndarray],
-                               depth: np.ndarray, row_offset: int = 0) -> list[PositivePositions]:
-    """:func:`positive_positions` of several heads (``orders``: one per head, disjoint) at once.
-
-    One column gather, one running count and one ``nonzero`` for all heads (instead of one per
-    head); a head's positions subtract the known nodes of the heads before it in the row.
-    """
-    perm = np.concatenate(orders)
-    sizes = np.array([o.size for o in orders])
-    head_at = np.repeat(np.arange(len(orders)), sizes)  # (len(perm),) head of each gathered column
+    known_o = known[:, order]
     # position = known nodes before it in the order; positives are known, so cumsum - 1
-    before = np.cumsum(known[:, perm], axis=1, dtype=np.int16 if perm.size < 32767 else np.int32)
-    first = np.cumsum(sizes) - sizes
-    base = np.zeros((before.shape[0], len(orders)), dtype=before.dtype)  # known nodes of earlier heads
-    base[:, 1:] = before[:, first[1:] - 1]
-    r, k = np.nonzero(positive[:, perm])  # row-major: sorted by (row, order index) in every head
-    head = head_at[k]
-    position = before[r, k].astype(np.int64) - base[r, head] - 1
-    level = depth[perm][k].astype(np.int64)
-    r = r + row_offset
-    out = []
-    for h in range(len(orders)):  # heads, a handful
-        sel = head == h
-        out.append(PositivePositions(r[sel], level[sel], position[sel]))
-    return out
+    before = np.cumsum(known_o, axis=1, dtype=np.int16 if order.size < 32767 else np.int32)
+    r, k = np.nonzero(positive[:, order])  # row-major: sorted by (row, order index)
+    return PositivePositions(r + row_offset, depth[order][k].astype(np.int64),
+                             before[r, k].astype(np.int64) - 1)
 
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -193,11 +171,21 @@ def group_ids(positions: PositivePositions, rows: np.ndarray, width: int) -> np.
 def _dense_ids(words: np.ndarray) -> np.ndarray:
     """``(R,)`` ids in ``[0, R)``, equal iff the rows of ``(R, W)`` int64 ``words`` are equal.
 
-    Word by word: ``ids * R + id of the next word`` stays below ``R**2`` (no overflow) and is
-    re-densified with one 1-D ``unique``; 5-10x faster than ``unique(axis=0)``'s row sort.
+    One ``unique`` of a wrapping multiply-add hash of the words, then a check that every row
+    equals the first row of its hash group; only on a collision (never seen in practice) does
+    it fall back to word-by-word exact grouping. 5-10x faster than ``unique(axis=0)``.
     """
+    if words.shape[1] == 1:
+        return np.unique(words[:, 0], return_inverse=True)[1].reshape(-1)
+    multipliers = np.array([0x9E3779B97F4A7C15 >> k for k in range(words.shape[1])], dtype=np.uint64) | 1
+    with np.errstate(over="ignore"):
+        hashed = (words.view(np.uint64) * multipliers).sum(axis=1, dtype=np.uint64)
+    _, first, ids = np.unique(hashed, return_index=True, return_inverse=True)
+    ids = ids.reshape(-1)
+    if (words == words[first[ids]]).all():
+        return ids
     ids = np.unique(words[:, 0], return_inverse=True)[1].reshape(-1)
-    for k in range(1, words.shape[1]):
+    for k in range(1, words.shape[1]):  # exact: ids * R + next word's id stays below R**2
         word = np.unique(words[:, k], return_inverse=True)[1].reshape(-1)
         ids = np.unique(ids * words.shape[0] + word, return_inverse=True)[1].reshape(-1)
     return ids
@@ -234,7 +222,8 @@ def hml_scores(g_tp: np.ndarray, g_fp: np.ndarray, g_pos: np.ndarray, g_known: n
             continue  # the notebook would give NaN for the whole head
         ap, f1 = row_scores(*(c[lv, rows] for c in cum))
         keep = (positions.level <= d) & scored[positions.row]
-        sub = PositivePositions(positions.row[keep], positions.level[keep], positions.position[keep])
+        # np.compress: 4-5x faster than boolean indexing on irregular masks
+        sub = PositivePositions(*(np.compress(keep, getattr(positions, f)) for f in ("row", "level", "position")))
         ids = group_ids(sub, rows, int(nodes_up_to[lv]))
         aps.append(grouped_mean(ap, ids))
         f1s.append(grouped_mean(f1, ids))

@@ -58,7 +58,7 @@ from .f1 import _ratio, _scores_from_counts
 from .inputs import (
     check_metric_inputs, has_float32_scores, min_positive_key, ranking_keys, score_codes, transpose_blocked,
 )
-from .paper import PositivePositions, head_order, hml_scores, positive_positions_by_head, singular_scores
+from .paper import PositivePositions, head_order, hml_scores, positive_positions, singular_scores
 from .ranking import (
     ColumnKeys,
     ap_by_depth,
@@ -164,7 +164,7 @@ def compute_metrics(
     num_known = np.add.reduce(mask, axis=0, dtype=np.int64)
     dense_codes = None if has_float32_scores(probs) else score_codes(probs)  # one global ranking
     # Items below every positive never count in an AP: dropped before the column sorts and merges.
-    column_keys = ColumnKeys(*probs.shape, min_positive_key(probs, targets, mask, dense_codes))
+    column_keys = ColumnKeys(probs.shape[1], min_positive_key(probs, targets, mask, dense_codes))
     node = {name: np.zeros(probs.shape[1], dtype=np.int64) for name in ("tp", "fp", "pos", "fp_rows")}
     g_tp, g_fp, g_pos, g_known = (np.zeros((layout.head.size, rows), dtype=np.int32) for _ in range(4))
     overall_sample_ap = np.empty(rows)
@@ -187,8 +187,8 @@ def compute_metrics(
         g_tp[:, sl], g_fp[:, sl], g_pos[:, sl], g_known[:, sl] = (
             cc.group_tp, cc.group_fp, cc.group_pos, cc.group_known)
         clock.lap("threshold_counts")
-        for h, part in enumerate(positive_positions_by_head(positive, known, orders, depth, start)):
-            positions[h].append(part)
+        for h, order in enumerate(orders):
+            positions[h].append(positive_positions(positive, known, order, depth, start))
         clock.lap("paper_positions")
         column_keys.add(keys)
         clock.lap("node_ap")
