@@ -389,7 +389,9 @@ def register_auto_classes() -> None:
 
     from .image_processing import BenthicNetImageProcessor
 
-    AutoImageProcessor.register(BenthicNetConfig, BenthicNetImageProcessor, exist_ok=True)
+    # a torchvision-backend class: registered as such, or transformers warns of a "fallback"
+    AutoImageProcessor.register(BenthicNetConfig, image_processor_classes={"torchvision": BenthicNetImageProcessor},
+                                exist_ok=True)
 
 
 # As remote code this file lives under ``transformers_modules``: the package's registration wins.

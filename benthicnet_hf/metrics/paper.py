@@ -177,11 +177,19 @@ def _dense_ids(words: np.ndarray) -> np.ndarray:
     """
     if words.shape[1] == 1:
         return np.unique(words[:, 0], return_inverse=True)[1].reshape(-1)
-    multipliers = np.array([0x9E3779B97F4A7C15 >> k for k in range(words.shape[1])], dtype=np.uint64) | 1
-    with np.errstate(over="ignore"):
-        hashed = (words.view(np.uint64) * multipliers).sum(axis=1, dtype=np.uint64)
-    _, first, ids = np.unique(hashed, return_index=True, return_inverse=True)
-    ids = ids.reshape(-1)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose
+        mixed = words.view(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)  # splitmix64-style mixing
+        mixed ^= mixed >> np.uint64(31)
+        mixed *= np.uint64(0x94D049BB133111EB) + np.uint64(2) * np.arange(words.shape[1], dtype=np.uint64)
+        mixed ^= mixed >> np.uint64(29)
+        hashed = mixed.sum(axis=1, dtype=np.uint64)
+    order = np.argsort(hashed)
+    new_group = np.empty(hashed.size, dtype=bool)
+    new_group[:1] = True
+    np.not_equal(hashed[order[1:]], hashed[order[:-1]], out=new_group[1:])
+    ids = np.empty(hashed.size, dtype=np.int64)
+    ids[order] = np.cumsum(new_group) - 1
+    first = order[new_group]  # first row of each hash group
     if (words == words[first[ids]]).all():
         return ids
     ids = np.unique(words[:, 0], return_inverse=True)[1].reshape(-1)
