@@ -86,3 +86,21 @@ def test_pipeline_offers_only_trained_nodes(saved_model: Path, tmp_path: Path) -
     labels = [r["label"] for r in clf(image, top_k=model.config.num_labels)]
     trained = {name for name, ok in zip(model.config.get_hierarchy().labels, model.config.trained_nodes()) if ok}
     assert labels and set(labels) == trained
+
+
+def test_predict_skips_a_decompression_bomb_and_keeps_the_good_rows(saved_model: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from test_data_tables import _png_claiming
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((40, 40, 3), 60 * i, dtype=np.uint8)).save(folder / f"good_{i}.png")
+    (folder / "bomb.png").write_bytes(_png_claiming(30000, 30000))
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(saved_model), str(folder), "--output", str(out), "--no_progress"]) == 1
+    rows = {Path(r["image"]).name: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {"good_0.png", "good_1.png", "bomb.png"}
+    assert "decompression bomb" in rows["bomb.png"]["error"]
+    assert all(rows[f"good_{i}.png"]["error"] == "" and rows[f"good_{i}.png"]["relief_paths"] for i in range(2))
+    assert "bomb.png" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def node_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndar
     """``(nodes,)`` AP per node over its known samples; NaN where undefined (see module doc)."""
     keys, positive, known = _keys(probs, targets, mask)
     num_pos, num_known = positive.sum(axis=0), known.sum(axis=0)
-    column_keys = ColumnKeys(keys.shape[1], _floor(keys, positive))
+    column_keys = ColumnKeys(num_known, _floor(keys, positive))
     column_keys.add(keys)
     col, n, tp, _ = rank_in_columns(column_keys, num_pos)
     return node_ap_from_ranks(col, n, tp, num_pos, num_known)

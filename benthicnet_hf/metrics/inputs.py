@@ -118,16 +118,18 @@ def min_positive_key(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
     :func:`ranking_keys`, all ``(rows, nodes)``. Keys below it belong to items scored below
     every positive, which no AP counts. Row blocks keep the temporaries in cache.
     """
-    scores = probs if codes is None else codes
-    high = np.inf if codes is None else np.iinfo(codes.dtype).max
-    low = high
-    for a in range(0, scores.shape[0], block):
-        low = min(low, np.min(scores[a:a + block], where=targets[a:a + block] & known[a:a + block],
-                              initial=high))
-    if low == high:
-        return UNKNOWN_KEY + 1
     if codes is not None:
-        return 2 * int(low)
+        high = np.iinfo(codes.dtype).max
+        low = min((np.min(codes[a:a + block], where=targets[a:a + block] & known[a:a + block], initial=high)
+                   for a in range(0, codes.shape[0], block)), default=high)
+        return UNKNOWN_KEY + 1 if low == high else 2 * int(low)
+    high = probs.dtype.type(2)  # probabilities are <= 1: +2 lifts the non-positives out of the
+    low = float(high)  # minimum (an add and a min: 2x faster than np.min(..., where=...))
+    for a in range(0, probs.shape[0], block):
+        lifted = probs[a:a + block] + (~(targets[a:a + block] & known[a:a + block])).view(np.uint8) * high
+        low = min(low, float(lifted.min()))
+    if low >= high:
+        return UNKNOWN_KEY + 1
     one = np.ones((1, 1), dtype=bool)
     return int(ranking_keys(np.full((1, 1), low, dtype=probs.dtype), one, one)[0, 0])
 

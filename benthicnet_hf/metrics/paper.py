@@ -111,8 +111,9 @@ def positive_positions(positive: np.ndarray, known: np.ndarray, order: np.ndarra
     # position = known nodes before it in the order; positives are known, so cumsum - 1
     before = np.cumsum(known_o, axis=1, dtype=np.int16 if order.size < 32767 else np.int32)
     r, k = np.nonzero(positive[:, order])  # row-major: sorted by (row, order index)
-    return PositivePositions(r + row_offset, depth[order][k].astype(np.int64),
-                             before[r, k].astype(np.int64) - 1)
+    # small dtypes: these arrays hold every positive of the dataset (fewer fresh pages)
+    return PositivePositions(r + row_offset, depth[order][k].astype(np.int16),
+                             before[r, k].astype(np.int32) - 1)
 
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
