@@ -7,10 +7,10 @@ functions return, for each known positive, ``n`` (known items of its scope score
 ``2c``, negative ``2c + 1``, unknown ``1``).
 
 Reading counts from sorted keys: in a sorted scope a positive sorts after every item scored lower
-and before the negatives it ties with; positives tied with it are contiguous. So with ``rank``
-its index among the scope's positives and ``first`` the rank of the first of its ties,
-``lower = position - (unknown items) - (rank - first)``, ``n = known - lower`` and
-``tp = positives - first``. Depth-restricted scopes insert the head's positives as *queries*
+and before the negatives it ties with; positives tied with it are contiguous. So with ``i`` its
+index among the positives and ``f`` the index of the first of its ties, ``n = (scope end -
+position) + (i - f)`` and ``tp = (positives' end) - f``. Items scored below every positive can be
+left out of a scope (:class:`ColumnKeys` does): they change no count. Depth-restricted scopes insert the head's positives as *queries*
 (even keys, items made odd) into one sorted block per depth level: one merge per level instead
 of a binary search per positive; the items after a query are exactly those scored ``>=`` it.
 Micro AP merges each head's sorted columns, then all heads (timsort over already sorted runs).
