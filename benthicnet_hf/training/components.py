@@ -222,9 +222,22 @@ def make_dataloaders(args: Any, data: datasets.DatasetDict, hierarchy: Hierarchy
 
 
 def label_matrices(ds: datasets.Dataset, hierarchy: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
-    """``(rows, N)`` uint8 targets and mask of a split, read without decoding any image."""
-    from ..data.transforms import label_arrays
+    """``(rows, N)`` uint8 targets and mask of a split, read without decoding any image.
 
+    Straight from the Arrow buffers (one flatten per column, selections/shuffles honoured): no
+    Python list per row, so 188,688 rows take milliseconds, not tens of seconds.
+    """
     cols = [f"{h}_{k}" for h in hierarchy.head_names for k in ("target", "mask")]
-    labels, mask = label_arrays(ds.select_columns(cols)[:], hierarchy)
-    return labels.astype(np.uint8), mask.astype(np.uint8)
+    table = ds.select_columns(cols).with_format("arrow")[:]
+    out = []
+    for kind in ("target", "mask"):
+        parts = []
+        for head in hierarchy.heads:  # a handful of heads; rows and nodes stay vectorised
+            name, n = f"{head.name}_{kind}", len(head.nodes)
+            values = np.asarray(table.column(name).combine_chunks().flatten(), dtype=np.uint8)
+            if values.size != table.num_rows * n:
+                raise ValueError(f"column {name!r}: {values.size} values for {table.num_rows} rows, expected "
+                                 f"{n} per row (the hierarchy's {head.name!r} head has {n} nodes)")
+            parts.append(values.reshape(table.num_rows, n))
+        out.append(np.concatenate(parts, axis=1) if parts else np.zeros((table.num_rows, 0), np.uint8))
+    return out[0], out[1]
