@@ -227,3 +227,27 @@ def test_output_dir_belongs_to_one_run_and_resume_keeps_its_settings(image_dir, 
     (out / "stale").mkdir()
     run_pretraining(config_from_args(_args(image_dir, out, "simsiam", [*first, "--overwrite_output_dir"])))
     assert (out / "stale").is_dir()  # only the run's own artefacts are removed
+
+
+def test_a_run_that_would_take_no_step_is_refused(image_dir, tmp_path):
+    # 12 images and a batch of 16: no full batch, so --max_steps would loop forever and --epochs
+    # would export an untrained encoder
+    for extra in (["--max_steps", "3"], ["--epochs", "1"]):
+        with pytest.raises(ValueError, match=r"12 images are fewer than one global batch \(1 x 16\)"):
+            run_pretraining(config_from_args(_args(image_dir, tmp_path / "o", "simsiam",
+                                                   extra + ["--batch_size", "16"])))
+    with pytest.raises(ValueError, match="no optimisation step to take"):
+        run_pretraining(config_from_args(_args(image_dir, tmp_path / "o", "simsiam", ["--epochs", "0"])))
+    assert not (tmp_path / "o" / "encoder.safetensors").exists()
+
+
+def test_a_stream_without_a_full_batch_is_refused_not_looped(image_dir, tmp_path):
+    import datasets
+
+    files = sorted(str(p) for p in image_dir.rglob("*.png"))[:3]
+    (tmp_path / "shards").mkdir()
+    datasets.Dataset.from_dict({"image": files}).cast_column("image", datasets.Image()).to_parquet(
+        str(tmp_path / "shards" / "part-0.parquet"))
+    with pytest.raises(ValueError, match=r"epoch 0: the training data .* yielded no full batch of 4"):
+        run_pretraining(config_from_args(_args(tmp_path / "shards", tmp_path / "o", "simsiam",
+                                               ["--max_steps", "2", "--streaming"])))

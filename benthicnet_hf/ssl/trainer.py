@@ -190,6 +190,9 @@ def run_pretraining(cfg: PretrainConfig) -> Path:
         sampler = ResumableShardSampler(len(dataset), cfg.batch_size, rank=rank, world_size=world, seed=cfg.seed)
         batches_per_epoch = sampler.batches_per_epoch
         total_steps = cfg.max_steps or cfg.epochs * batches_per_epoch
+    if not total_steps or total_steps <= 0:
+        raise ValueError(f"no optimisation step to take (--epochs {cfg.epochs}, --max_steps {cfg.max_steps}): "
+                         "an untrained encoder would be exported")
     warmup_steps = int(round(cfg.warmup_ratio * total_steps))
 
     model, optimizer = acc.prepare(model, optimizer)
@@ -221,6 +224,7 @@ def run_pretraining(cfg: PretrainConfig) -> Path:
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_views,
                             num_workers=0 if streaming else cfg.num_workers, drop_last=True,
                             generator=torch.Generator().manual_seed(cfg.seed + epoch))  # keeps the global RNG untouched
+        stepped = global_step
         for batch in loader:
             cur_lr = warmup_cosine(global_step, total_steps, warmup_steps, lr)
             for g in optimizer.param_groups:
@@ -258,6 +262,9 @@ def run_pretraining(cfg: PretrainConfig) -> Path:
             if global_step >= total_steps:
                 break
         else:
+            if global_step == stepped and batch_in_epoch == 0:  # an empty stream: never loop forever
+                raise ValueError(f"epoch {epoch}: the training data {cfg.train_data!r} yielded no full batch of "
+                                 f"{cfg.batch_size} on process {rank}")
             epoch, batch_in_epoch = epoch + 1, 0
     bar.close()
     acc.wait_for_everyone()
