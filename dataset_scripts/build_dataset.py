@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--build-report", help="write the build report (label support, NaN label cells) as JSON")
     p.add_argument("--save-to-disk")
     p.add_argument("--parquet-dir")
+    p.add_argument("--overwrite", action="store_true", help="replace the shards already in --parquet-dir")
     p.add_argument("--rows-per-shard", type=int, default=10_000)
     p.add_argument("--push-to-hub", metavar="REPO_ID")
     a = p.parse_args(argv)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.save_to_disk:
         ds.save_to_disk(a.save_to_disk)
     if a.parquet_dir:
-        save_parquet_shards(ds, a.parquet_dir, a.rows_per_shard)
+        save_parquet_shards(ds, a.parquet_dir, a.rows_per_shard, overwrite=a.overwrite)
     if a.push_to_hub:
         push_dataset_to_hub(ds, a.push_to_hub, max_rows_per_shard=a.rows_per_shard)
 

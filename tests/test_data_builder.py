@@ -174,6 +174,19 @@ def test_parquet_round_trip_streaming_and_mocked_push(tmp_path):
     assert back["train"].features == hml_features(CATAMI) == ds["train"].features
     assert back["train"]["substrate_mask"] == ds["train"]["substrate_mask"]
     np.testing.assert_array_equal(np.asarray(back["train"][0]["image"]), np.asarray(ds["train"][0]["image"]))
+    # the folder belongs to one build: a second, smaller build must not leave the first's shards behind
+    with pytest.raises(FileExistsError, match=r"already holds \d+ Parquet shard\(s\) of another build"):
+        save_parquet_shards(ds, tmp_path / "pq", max_rows_per_shard=1000)
+    smaller = save_parquet_shards(ds, tmp_path / "pq2", max_rows_per_shard=1000)
+    for f in files:  # simulate an older tool that wrote into the same folder
+        if f.name.startswith("train-"):
+            (tmp_path / "pq2" / "data" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(ValueError, match=r"'train' shards do not form one complete i-of-N set"):
+        load_parquet_shards(tmp_path / "pq2")
+    replaced = save_parquet_shards(ds, tmp_path / "pq2", max_rows_per_shard=1000, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "pq2" / "data").iterdir()) == sorted(p.name for p in replaced)
+    assert [p.name for p in replaced] == [p.name for p in smaller]
+    assert load_parquet_shards(tmp_path / "pq2")["train"].num_rows == ds["train"].num_rows
     stream = load_parquet_shards(tmp_path / "pq", features=hml_features(CATAMI), streaming=True)
     first = next(iter(stream["train"]))
     assert first["image_path"] == ds["train"][0]["image_path"] and len(first["biota_target"]) == 272

@@ -9,6 +9,7 @@ the image bytes, so a folder of shards is the whole dataset. ``push_dataset_to_h
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from pathlib import Path
 
@@ -16,13 +17,28 @@ import datasets
 from huggingface_hub import HfApi
 
 
-def save_parquet_shards(data: datasets.DatasetDict, out_dir: str | Path, max_rows_per_shard: int = 10_000
-                        ) -> list[Path]:
+_SHARD = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+
+
+def save_parquet_shards(data: datasets.DatasetDict, out_dir: str | Path, max_rows_per_shard: int = 10_000,
+                        overwrite: bool = False) -> list[Path]:
     """Write ``out_dir/data/<split>-00000-of-0000N.parquet`` shards (the Hub's file layout).
+
+    The folder belongs to one dataset: shards already in ``out_dir/data`` (an earlier, maybe
+    larger, build) would be read back mixed with the new ones, so they are an error unless
+    ``overwrite`` (then they are deleted first).
 
     Returns the written paths in split order.
     """
     out = Path(out_dir) / "data"
+    old = sorted(out.glob("*.parquet"))
+    if old and not overwrite:
+        raise FileExistsError(f"{out} already holds {len(old)} Parquet shard(s) of another build "
+                              f"({', '.join(p.name for p in old[:3])}{' ...' if len(old) > 3 else ''}); "
+                              "they would be loaded together with the new ones: choose an empty folder or "
+                              "pass overwrite=True (--overwrite) to replace them")
+    for path in old:
+        path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for split, ds in data.items():
@@ -39,10 +55,19 @@ def parquet_data_files(folder: str | Path) -> dict[str, list[str]]:
     root = Path(folder)
     root = root / "data" if (root / "data").is_dir() else root
     files: dict[str, list[str]] = {}
+    numbered: dict[str, list[tuple[int, int, str]]] = {}
     for path in sorted(root.glob("*.parquet")):
         files.setdefault(path.name.split("-")[0], []).append(str(path))
+        match = _SHARD.match(path.name)
+        if match:
+            numbered.setdefault(match["split"], []).append((int(match["index"]), int(match["count"]), path.name))
     if not files:
         raise FileNotFoundError(f"no <split>-*.parquet shards under {root}")
+    for split, shards in numbered.items():  # "i-of-N" names must form one complete set per split
+        counts = {n for _, n, _ in shards}
+        if len(counts) > 1 or sorted(i for i, _, _ in shards) != list(range(next(iter(counts)))):
+            raise ValueError(f"{root}: the {split!r} shards do not form one complete i-of-N set "
+                             f"({', '.join(name for _, _, name in shards)}): shards of two builds are mixed")
     return files
 
 
