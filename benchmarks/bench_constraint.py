@@ -1,5 +1,7 @@
 """MCM + MCLoss forward+backward: ours (scatter over ancestor pairs, input dtype) against the dense
-float64 ``B×N×N`` formulation of the reference code, as time and peak-memory ratios.
+``B×N×N`` formulation of the reference code, in float64 (the reference's dtype) and in float32
+(equal precision to ours), as time and peak-memory ratios, and ``max_abs_diff`` of our loss and
+gradient against the dense float64 formula on the same inputs.
 
 Cases: CATAMI biota (272 nodes, B=128) and cellcycle_GO (4,126 nodes incl. roots, B=4 and B=64).
 Each variant runs in a fresh subprocess so its peak resident memory can be read in isolation.
@@ -59,18 +61,22 @@ def run_case(case: str, batch: int, variant: str, reps: int) -> dict:
     y = ((y @ r.T) > 0).double()  # closed under ancestors
     pairs = torch.as_tensor(h.ancestor_pairs)
 
-    def step(rows: int = batch) -> float:
+    dtype = torch.float32 if variant in ("ours", "dense_f32") else torch.float64
+    r_dense = r.to(dtype)
+
+    def step(rows: int = batch, x: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+        if x is None:
+            x = torch.randn(rows, n, generator=g, dtype=dtype)
+        x = x.to(dtype).detach().requires_grad_(True)
+        yy = y[:rows].to(dtype)
         if variant == "ours":
-            x = torch.randn(rows, n, generator=g, requires_grad=True)
-            yy = y[:rows].float()
             loss = F.binary_cross_entropy_with_logits(mcloss_logits(x, yy, pairs), yy)
-        else:  # the reference: float64, dense B x N x N, probability space
-            x = torch.randn(rows, n, generator=g, dtype=torch.float64, requires_grad=True)
-            p, yy = torch.sigmoid(x), y[:rows]
-            hh = (1 - yy) * dense_max_constraint(p, r) + yy * dense_max_constraint(yy * p, r)
+        else:  # the reference: dense B x N x N, probability space
+            p = torch.sigmoid(x)
+            hh = (1 - yy) * dense_max_constraint(p, r_dense) + yy * dense_max_constraint(yy * p, r_dense)
             loss = F.binary_cross_entropy(hh, yy)
         loss.backward()
-        return float(loss)
+        return float(loss), x.grad
 
     # one-row step first: the one-time start-up of autograd and the kernels (~10 MiB, the same for
     # both variants) is then outside the measured growth
@@ -82,7 +88,10 @@ def run_case(case: str, batch: int, variant: str, reps: int) -> dict:
         step()
     dt = (time.perf_counter() - t0) / reps
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    return {"seconds": dt, "peak_mib": max(peak, 1) / 1024}
+    # value and gradient on fixed inputs (a few rows), for the max_abs_diff against dense float64
+    x_fixed = torch.randn(min(batch, 4), n, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    loss, grad = step(x_fixed.shape[0], x_fixed)
+    return {"seconds": dt, "peak_mib": max(peak, 1) / 1024, "loss": loss, "grad": grad.double().flatten().tolist()}
 
 
 def model_overhead(reps: int) -> dict | None:
@@ -136,8 +145,8 @@ def main() -> None:
                   f"{available_gib():.1f} GiB is available now")
             continue
         res = {}
-        for variant in ("ours", "dense_f64"):
-            reps = 1 if batch >= 64 and variant == "dense_f64" else args.reps  # ~9 GB per step
+        for variant in ("ours", "dense_f32", "dense_f64"):
+            reps = 1 if batch >= 64 and variant != "ours" else args.reps  # ~9 GB per step
             out = subprocess.run(
                 [sys.executable, __file__, "--reps", str(reps), "--_child", case, str(batch), variant],
                 capture_output=True, text=True, check=True,
@@ -146,22 +155,32 @@ def main() -> None:
         speed = res["dense_f64"]["seconds"] / res["ours"]["seconds"]
         mem = res["ours"]["peak_mib"] / res["dense_f64"]["peak_mib"]
         key = f"{case}_B{batch}"
+        diff = max(abs(res["ours"]["loss"] - res["dense_f64"]["loss"]),
+                   max(abs(a - b) for a, b in zip(res["ours"]["grad"], res["dense_f64"]["grad"])))
         results[key] = {"speedup": round(speed, 1), "mem_ratio": round(mem, 4),
+                        "speedup_vs_f32": round(res["dense_f32"]["seconds"] / res["ours"]["seconds"], 1),
+                        "mem_ratio_vs_f32": round(res["ours"]["peak_mib"] / res["dense_f32"]["peak_mib"], 4),
+                        "max_abs_diff": float(f"{diff:.2e}"),
                         "ours_ms": round(1e3 * res["ours"]["seconds"], 2),
                         "dense_ms": round(1e3 * res["dense_f64"]["seconds"], 2),
                         "ours_peak_mib": round(res["ours"]["peak_mib"], 1),
                         "dense_peak_mib": round(res["dense_f64"]["peak_mib"], 1)}
         print(f"{key:>20}: {speed:6.1f}x faster, peak memory ratio {mem:.4f} "
-              f"({results[key]['ours_ms']} ms vs {results[key]['dense_ms']} ms)")
-    summary = {"bench": "constraint", **{f"{k}_speedup": v["speedup"] for k, v in results.items()},
-               **{f"{k}_mem_ratio": v["mem_ratio"] for k, v in results.items()}}
+              f"({results[key]['ours_ms']} ms vs {results[key]['dense_ms']} ms dense float64); vs dense float32 "
+              f"{results[key]['speedup_vs_f32']}x, memory {results[key]['mem_ratio_vs_f32']}; "
+              f"max |ours - dense f64| (loss, gradient) {results[key]['max_abs_diff']}")
+    summary = {"bench": "constraint",
+               **{f"{k}_{m}": v[m] for k, v in results.items()
+                  for m in ("speedup", "mem_ratio", "speedup_vs_f32", "mem_ratio_vs_f32", "max_abs_diff")}}
     if not args.skip_model:
         over = model_overhead(args.reps)
         if over:
             print(f"whole model / bare timm forward (resnet50, B=16, 224²): {over['ratio']:.3f}x")
             summary["model_forward_ratio"] = round(over["ratio"], 3)
     summary["min_speedup"] = min(v["speedup"] for v in results.values())
+    summary["min_speedup_vs_f32"] = min(v["speedup_vs_f32"] for v in results.values())
     summary["max_mem_ratio"] = max(v["mem_ratio"] for v in results.values())
+    summary["max_abs_diff"] = max(v["max_abs_diff"] for v in results.values())
     print(json.dumps(summary))
 
 
