@@ -13,14 +13,64 @@ position) + (i - f)`` and ``tp = (positives' end) - f``. Items scored below ever
 left out of a scope (:class:`ColumnKeys` does): they change no count. Depth-restricted scopes insert the head's positives as *queries*
 (even keys, items made odd) into one sorted block per depth level: one merge per level instead
 of a binary search per positive; the items after a query are exactly those scored ``>=`` it.
-Micro AP merges each head's sorted columns, then all heads (timsort over already sorted runs).
+Micro AP merges each head's sorted columns, then all heads (timsort over already sorted runs:
+measured 1.25 s for 51M keys in 330 sorted columns, against 1.36 s for one torch radix sort).
+Long columns are sorted by torch (:func:`sort_column_into`), on one thread.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
+import torch
 
 from .inputs import UNKNOWN_KEY, first_of_tie_runs, transpose_blocked
+
+# Below this many keys a column is sorted by numpy: torch's radix sort only runs from its grain
+# size (32768) on, and a torch call costs more than numpy's sort of a short column.
+TORCH_SORT_MIN = 1 << 15
+
+
+@contextmanager
+def single_torch_thread() -> Iterator[None]:
+    """Run torch CPU ops on one thread, restoring the caller's setting afterwards.
+
+    The metrics report process CPU seconds: a second thread on a 1e5-key sort costs ~25% more
+    CPU for a shorter wall time, and would compete with the caller's own threads.
+    """
+    previous = torch.get_num_threads()
+    if previous != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if previous != 1:
+            torch.set_num_threads(previous)
+
+
+def sort_column_into(column: np.ndarray, out: np.ndarray,
+                     scratch: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """Write the ascending sort of a ``(c,)`` int32 ``column`` into ``out`` (``(c,)``, may overlap it).
+
+    Long columns use torch's stable sort, an LSD radix sort for integers: 2.4x less CPU than
+    numpy's (non-SIMD) quicksort on 1.5e5 keys in cache (measured, single thread). Sorting plain
+    integers, the result is the same array either way. ``scratch``: reused int32 values and
+    int64 indices buffers of at least ``c`` elements (torch always computes the indices).
+    """
+    c = column.size
+    if c < TORCH_SORT_MIN:
+        column.sort()
+        if out is not column:
+            out[:] = column
+        return
+    if scratch is None or scratch[0].numel() < c:
+        out[:] = torch.sort(torch.from_numpy(column), stable=True).values.numpy()
+        return
+    values, indices = scratch[0][:c], scratch[1][:c]
+    torch.sort(torch.from_numpy(column), stable=True, out=(values, indices))
+    out[:] = values.numpy()
 
 
 def even_positions(flat: np.ndarray, block: int = 1 << 18) -> np.ndarray:
@@ -162,13 +212,14 @@ def rank_in_columns(
     """
     buffer, count = column_keys.keys, column_keys.count
     write = 0
-    # One contiguous sort per column (~1e5 keys: in cache), moved down over the unused slots.
-    for a, c in zip(column_keys.start.tolist(), count.tolist()):
-        column = buffer[a:a + c]
-        column.sort()
-        if write != a:
-            buffer[write:write + c] = column  # write < a: numpy copies overlapping slices safely
-        write += c
+    # One contiguous sort per column (~1e5 keys: in cache), moved down over the unused slots
+    # (write <= a: the sorted copy is complete before it is written back).
+    longest = int(count.max(initial=0))
+    scratch = (torch.empty(longest, dtype=torch.int32), torch.empty(longest, dtype=torch.int64))
+    with single_torch_thread():
+        for a, c in zip(column_keys.start.tolist(), count.tolist()):
+            sort_column_into(buffer[a:a + c], buffer[write:write + c], scratch)
+            write += c
     ranked = buffer[:write]
     at = even_positions(ranked)
     if at.size != int(np.sum(num_pos)):

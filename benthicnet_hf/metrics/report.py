@@ -40,8 +40,8 @@ dataset level.
 Speed (BenthicNet size, 188,688 x 330): row-local work (int32 ranking keys, thresholded counts,
 positions of positives, per-sample AP overall and by depth) runs over row chunks that stay in
 cache; each chunk's known keys not below the lowest known positive (lower ones never count) are
-appended column after column, then sorted once per column (per-node AP) and merged per head and
-overall (micro AP). Large temporaries are avoided or kept small (fresh memory pages cost ~3 ms
+appended column after column, then sorted once per column (per-node AP; torch's single-threaded
+integer radix sort for long columns) and merged per head and overall (micro AP, timsort). Large temporaries are avoided or kept small (fresh memory pages cost ~3 ms
 per MB on the project's VM). ``timings=`` reports CPU seconds per family.
 """
 
