@@ -129,12 +129,15 @@ def check_model_source(model_id: str) -> None:
 def trained_heads(config: Any) -> list[str]:
     """Head names with at least one trained node (all heads when the config has no training support);
     the others are named on stderr, since their columns are left out."""
+    from .prediction import untrained_heads
+
     hierarchy = config.get_hierarchy()
     trained = config.trained_nodes()
     if trained is None:
         return hierarchy.head_names
-    keep = [h.name for i, h in enumerate(hierarchy.heads) if any(trained[hierarchy.head_slice(i)])]
-    skipped = [n for n in hierarchy.head_names if n not in keep]
+    untrained = untrained_heads(hierarchy, trained)
+    keep = [name for name, skip in zip(hierarchy.head_names, untrained) if not skip]
+    skipped = [name for name, skip in zip(hierarchy.head_names, untrained) if skip]
     if skipped:
         print(f"benthicnet-hf predict: head(s) {skipped} had no training labels: not predicted", file=sys.stderr)
     return keep

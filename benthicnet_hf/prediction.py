@@ -49,6 +49,14 @@ def _related(hierarchy: Hierarchy, node: int) -> tuple[np.ndarray, np.ndarray]:
     return anc[anc >= 0], idx[ptr[node]:ptr[node + 1]]
 
 
+def untrained_heads(hierarchy: Hierarchy, trained: Sequence[bool]) -> np.ndarray:
+    """``(num_heads,)`` bool: heads none of whose nodes was trained (``trained``: ``(num_nodes,)``)."""
+    trained = np.asarray(trained, dtype=bool)
+    if trained.shape != (hierarchy.num_nodes,):
+        raise ValueError(f"trained must have shape ({hierarchy.num_nodes},), got {trained.shape}")
+    return ~np.logical_or.reduceat(trained, hierarchy.offsets[:-1])
+
+
 def exclusive_absence(hierarchy: Hierarchy, predicted: np.ndarray, absence: Sequence[int]) -> np.ndarray:
     """``(batch, N)`` bool: ``predicted`` with each absence class (and its descendants) switched off
     in the rows where another node of its head, not on its own path, is predicted."""
@@ -88,11 +96,8 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5, trai
     predicted = p > threshold  # (B, N)
     head_untrained = np.zeros(len(hierarchy.heads), dtype=bool)
     if trained is not None:
-        trained = np.asarray(trained, dtype=bool)
-        if trained.shape != (hierarchy.num_nodes,):
-            raise ValueError(f"trained must have shape ({hierarchy.num_nodes},), got {trained.shape}")
-        predicted &= trained[None, :]
-        head_untrained = ~np.logical_or.reduceat(trained, hierarchy.offsets[:-1])
+        head_untrained = untrained_heads(hierarchy, trained)
+        predicted &= np.asarray(trained, dtype=bool)[None, :]
     if len(absence):
         predicted = exclusive_absence(hierarchy, predicted, absence)
     # a predicted node with a predicted child is not the end of a path

@@ -27,6 +27,17 @@ class DegenerateHeadError(ValueError):
     """A training head has labelled rows but no known negatives (or no known positives)."""
 
 
+def known_bit_counts(targets: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(positives, negatives)``, each ``(nodes,)`` int64: known positive / known negative bits per node.
+
+    Args:
+        targets, mask: ``(rows, nodes)`` 0/1 (mask 1 = known).
+    """
+    known = np.asarray(mask).astype(bool)
+    pos = np.add.reduce(known & np.asarray(targets).astype(bool), axis=0, dtype=np.int64)
+    return pos, np.add.reduce(known, axis=0, dtype=np.int64) - pos
+
+
 def label_support(targets: np.ndarray, mask: np.ndarray, hierarchy: Hierarchy) -> list[dict]:
     """Per head: labelled rows, known positive bits, known negative bits.
 
@@ -42,20 +53,14 @@ def label_support(targets: np.ndarray, mask: np.ndarray, hierarchy: Hierarchy) -
     m = np.asarray(mask)
     if t.shape != m.shape or t.ndim != 2 or t.shape[1] != hierarchy.num_nodes:
         raise ValueError(f"targets {t.shape} and mask {m.shape} must both be (rows, {hierarchy.num_nodes})")
-    known = m.astype(bool)
-    pos = known & t.astype(bool)
-    starts = np.asarray([hierarchy.head_slice(i).start for i in range(len(hierarchy.heads))], dtype=np.int64)
-    if t.shape[0] == 0:
-        zeros = np.zeros(len(starts), dtype=np.int64)
-        per_row_known, n_pos, n_known = np.zeros((0, len(starts)), dtype=np.int64), zeros, zeros
-    else:
-        # (rows, heads) counts of known bits per head: one reduceat over the node axis
-        per_row_known = np.add.reduceat(known, starts, axis=1, dtype=np.int64)
-        n_known = per_row_known.sum(axis=0)
-        n_pos = np.add.reduceat(pos, starts, axis=1, dtype=np.int64).sum(axis=0)
-    n_rows = (per_row_known > 0).sum(axis=0)
+    starts = hierarchy.offsets[:-1]
+    node_pos, node_neg = known_bit_counts(t, m)
+    n_pos, n_neg = np.add.reduceat(node_pos, starts), np.add.reduceat(node_neg, starts)
+    # labelled rows: rows with a known bit of the head (one reduceat over the node axis)
+    n_rows = ((np.add.reduceat(m.astype(bool), starts, axis=1, dtype=np.int64) > 0).sum(axis=0)
+              if t.shape[0] else np.zeros(len(starts), dtype=np.int64))
     return [{"head": h.name, "rows": int(n_rows[i]), "positives": int(n_pos[i]),
-             "negatives": int(n_known[i] - n_pos[i])} for i, h in enumerate(hierarchy.heads)]
+             "negatives": int(n_neg[i])} for i, h in enumerate(hierarchy.heads)]
 
 
 def format_label_support(support: list[dict] | dict[str, list[dict]]) -> str:
@@ -98,4 +103,5 @@ def check_trainable_heads(support: list[dict], allow: bool | Iterable[str] = Fal
     )
 
 
-__all__ = ["DegenerateHeadError", "SUPPORT_KEYS", "check_trainable_heads", "format_label_support", "label_support"]
+__all__ = ["DegenerateHeadError", "SUPPORT_KEYS", "check_trainable_heads", "format_label_support", "known_bit_counts",
+           "label_support"]

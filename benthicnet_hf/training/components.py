@@ -113,10 +113,10 @@ def node_support(targets: np.ndarray, mask: np.ndarray) -> dict[str, list[int]]:
     Args:
         targets, mask: ``(rows, N)`` {0, 1} (mask 1 = known).
     """
-    known = mask.astype(bool)
-    positive = targets.astype(bool) & known
-    pos = positive.sum(axis=0)
-    return {"positives": pos.tolist(), "negatives": (known.sum(axis=0) - pos).tolist()}
+    from ..data.label_support import known_bit_counts
+
+    pos, neg = known_bit_counts(targets, mask)
+    return {"positives": pos.tolist(), "negatives": neg.tolist()}
 
 
 def build_model(args: Any, hierarchy: Hierarchy, node_weights: list[float] | None = None,
