@@ -27,8 +27,7 @@ from ..constraint import NonFiniteLogitsError
 from .args import FinetuneArguments
 from .checkpointing import TrainingState, save_checkpoint
 from .components import (EpochCounter, build_model, keyed_seed, label_matrices, load_hierarchy, load_splits,
-                         node_support,
-                         make_dataloaders, reseed_all)
+                         make_dataloaders, node_support, reseed_all)
 from .head_init import init_head_biases
 from .main_process import run_on_main
 from .publish import push_final, save_final
@@ -102,7 +101,8 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     hierarchy = load_hierarchy(args)
     data = load_splits(args, accelerator, hierarchy)
     train_y, train_m = label_matrices(data["train"], hierarchy)
-    split_labels = {"train": (train_y, train_m), **{s: label_matrices(data[s], hierarchy) for s in ("validation", "test")}}
+    split_labels = {"train": (train_y, train_m),
+                    **{split: label_matrices(data[split], hierarchy) for split in ("validation", "test")}}
     check_label_support(accelerator, split_labels, hierarchy, args.allow_degenerate_heads)
     weights = node_imbalance_weights(hierarchy, train_y, train_m) if args.node_weights == "imbalance" else None
     support = node_support(train_y, train_m)
