@@ -45,7 +45,7 @@ def run_case(case: str, batch: int, variant: str, reps: int) -> dict:
     import torch.nn.functional as F
 
     from benthicnet_hf import Hierarchy
-    from benthicnet_hf.arff_hierarchy import head_from_arff
+    from benthicnet_hf.arff_hierarchy import taxonomy_from_arff
     from benthicnet_hf.constraint import dense_max_constraint
     from benthicnet_hf.losses import mcloss_logits
 
@@ -53,7 +53,7 @@ def run_case(case: str, batch: int, variant: str, reps: int) -> dict:
     if case == "catami_biota":
         h = Hierarchy.catami().subset(["biota"])
     else:
-        h = Hierarchy((head_from_arff(GO_FILE),))
+        h = Hierarchy((taxonomy_from_arff(GO_FILE),))
     n = h.num_nodes
     g = torch.Generator().manual_seed(0)
     y = (torch.rand(batch, n, generator=g) < 0.05).double()

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from benthicnet_hf import Head, Hierarchy
+from benthicnet_hf import Taxonomy, Hierarchy
 from benthicnet_hf.metrics import compute_metrics
 
 
@@ -79,7 +79,7 @@ def main() -> None:
         "below the lowest positive and skip the sorts); logit-normal: sigmoid(+-2 + 1.5 N(0,1)), a "
         "trained model's shape, whose lowest positive is near 0 (little is skipped)"))
     args = parser.parse_args()
-    hierarchy = Hierarchy((*Hierarchy.catami().heads, Head.flat("extra", [f"x{i}" for i in range(6)])))
+    hierarchy = Hierarchy((*Hierarchy.catami().heads, Taxonomy.flat("extra", [f"x{i}" for i in range(6)])))
     probs, targets, mask = make_data(hierarchy, args.rows, args.dense_mask)
     if args.scores == "logit-normal":
         logits = np.where(targets == 1, 2.0, -2.0) + 1.5 * np.random.default_rng(1).standard_normal(targets.shape)

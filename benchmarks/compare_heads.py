@@ -1,11 +1,11 @@
-"""Train every head type on the same demo data and print ETHEC-style per-level P/R/F1.
+"""Train every output type on the same demo data and print ETHEC-style per-level P/R/F1.
 
     python benchmarks/compare_heads.py [--num_images 240] [--epochs 12] [--image_size 32]
 
 Data: the synthetic demo set (``make_demo_dataset``), the single-path tree heads substrate,
-relief and bedforms (biota is multi-label, colour is flat: neither fits every head type). Model:
+relief and bedforms (biota is multi-label, colour is flat: neither fits every output type). Model:
 timm's ``test_resnet`` (random init, ~0.3M parameters) + one linear layer per head, the same seed
-for every head type. Predictions: ETHEC types decode greedily (arg-max child of the previous pick,
+for every output type. Predictions: ETHEC types decode greedily (arg-max child of the previous pick,
 down to a leaf); ``mcm`` thresholds its coherent probabilities at 0.5 (its native rule); the
 ``greedy`` micro-F1 of every type is in the JSON too. Metrics are over known bits of the test split
 (:func:`benthicnet_hf.metrics.level_scores`), per depth across the three heads.
@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 
 from benthicnet_hf.data.demo import DEMO_SOURCE_EXHAUSTIVE, make_demo_dataset
-from benthicnet_hf.heads import HEAD_TYPES, HeadTypeCriterion
-from benthicnet_hf.heads.single_path import SinglePathIndex
+from benthicnet_hf.output_types import OUTPUT_TYPES, OutputTypeCriterion
+from benthicnet_hf.output_types.single_path import SinglePathIndex
 from benthicnet_hf.hierarchy import Hierarchy
 from benthicnet_hf.labels import LabelEncoder
 from benthicnet_hf.metrics import f1_scores, level_scores
@@ -62,12 +62,12 @@ def predict(hier: Hierarchy, probs: torch.Tensor, greedy: bool) -> np.ndarray:
     return torch.cat(parts, 1).numpy()
 
 
-def run(head_type: str, hier: Hierarchy, x, t, m, train, epochs: int, seed: int) -> dict:
+def run(output_type: str, hier: Hierarchy, x, t, m, train, epochs: int, seed: int) -> dict:
     torch.manual_seed(seed)
     encoder = timm.create_model("test_resnet", pretrained=False, num_classes=0)
     head = torch.nn.Linear(encoder.num_features, hier.num_nodes)
     model = torch.nn.Sequential(encoder, head)
-    crit = HeadTypeCriterion(hier, head_type)
+    crit = OutputTypeCriterion(hier, output_type)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     idx = train.nonzero().flatten()
     gen = torch.Generator().manual_seed(seed)
@@ -85,7 +85,7 @@ def run(head_type: str, hier: Hierarchy, x, t, m, train, epochs: int, seed: int)
     with torch.no_grad():
         probs = crit.probabilities(model(x[test]))
     tt, mm = t[test].numpy() > 0.5, m[test].numpy() > 0.5
-    native = predict(hier, probs, greedy=head_type != "mcm")
+    native = predict(hier, probs, greedy=output_type != "mcm")
     greedy = predict(hier, probs, greedy=True)
     return {
         "levels": level_scores(native, tt, mm, hier.depth),
@@ -106,9 +106,9 @@ def main() -> None:
     hier, x, t, m, train = load_demo(args.num_images, args.image_size, args.seed)
     print(f"demo: {len(x)} images ({int(train.sum())} train / {int((~train).sum())} test), heads {HEADS}, "
           f"{hier.num_nodes} nodes, depth {int(hier.depth.max())}")
-    results = {ht: run(ht, hier, x, t, m, train, args.epochs, args.seed) for ht in HEAD_TYPES}
+    results = {ht: run(ht, hier, x, t, m, train, args.epochs, args.seed) for ht in OUTPUT_TYPES}
     levels = range(1, int(hier.depth.max()) + 1)
-    header = f"{'head type':<18}" + "".join(f"| L{d} P/R/F1 micro    macro            " for d in levels)
+    header = f"{'output type':<18}" + "".join(f"| L{d} P/R/F1 micro    macro            " for d in levels)
     print(header)
     for ht, res in results.items():
         cells = []

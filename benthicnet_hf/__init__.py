@@ -7,7 +7,7 @@ on first use, so ``import benthicnet_hf`` stays fast for label work.
 from importlib import import_module
 from typing import Any
 
-from .hierarchy import Head, Hierarchy, HierarchyError
+from .hierarchy import Taxonomy, Hierarchy, HierarchyError
 from .labels import EncodedLabels, LabelEncoder, UnknownLabelError, decode
 
 __version__ = "0.1.0"
@@ -31,6 +31,10 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Head":  # deprecated alias of Taxonomy, kept for one release
+        from . import hierarchy
+
+        return hierarchy.Head
     if name in _LAZY:
         module = import_module(f".{_LAZY[name]}", __name__)
         if _LAZY[name] == "configuration_benthicnet":
@@ -40,7 +44,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Head",
+    "Taxonomy",
     "Hierarchy",
     "HierarchyError",
     "LabelEncoder",

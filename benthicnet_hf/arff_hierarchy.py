@@ -20,7 +20,7 @@ import logging
 import re
 from pathlib import Path
 
-from .hierarchy import Head, HierarchyError
+from .hierarchy import Taxonomy, HierarchyError
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def is_dag_declaration(terms: list[str]) -> bool:
     return any(t.startswith(ROOT + "/") for t in terms)
 
 
-def head_from_declaration(spec: str, name: str = "class", kind: str | None = None) -> Head:
-    """A :class:`Head` from the comma-separated term list of a ``hierarchical`` attribute.
+def taxonomy_from_declaration(spec: str, name: str = "class", kind: str | None = None) -> Taxonomy:
+    """A :class:`Taxonomy` from the comma-separated term list of a ``hierarchical`` attribute.
 
     Args:
         spec: the declaration's term list, e.g. ``"01,01/01,01/01/03"`` or
@@ -63,7 +63,7 @@ def head_from_declaration(spec: str, name: str = "class", kind: str | None = Non
             if len(parts) != 2 or not all(parts):
                 raise HierarchyError(f"DAG edge {t!r} of {name!r} is not 'parent/child'")
             edges.append((parts[0], parts[1]))
-        return Head.from_edges(name, edges)
+        return Taxonomy.from_edges(name, edges)
     nodes: dict[str, int] = {ROOT: 0}
     parents: list[tuple[int, ...]] = [()]
     for t in terms:
@@ -75,7 +75,7 @@ def head_from_declaration(spec: str, name: str = "class", kind: str | None = Non
             if key not in nodes:
                 nodes[key] = len(nodes)
                 parents.append((nodes["/".join(parts[: d - 1])] if d > 1 else 0,))
-    return Head(name=name, nodes=tuple(nodes), parents=tuple(parents), kind="tree", sep="/")
+    return Taxonomy(name=name, nodes=tuple(nodes), parents=tuple(parents), kind="tree", sep="/")
 
 
 def read_declaration(path: str | Path) -> tuple[str, str]:
@@ -90,7 +90,7 @@ def read_declaration(path: str | Path) -> tuple[str, str]:
     raise HierarchyError(f"{path}: no '@ATTRIBUTE ... hierarchical ...' declaration in the header")
 
 
-def head_from_arff(path: str | Path, name: str | None = None) -> Head:
+def taxonomy_from_arff(path: str | Path, name: str | None = None) -> Taxonomy:
     """The class hierarchy declared in an ARFF file (plain or ``.gz``)."""
     attr, spec = read_declaration(path)
-    return head_from_declaration(spec, name=name or attr)
+    return taxonomy_from_declaration(spec, name=name or attr)

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .hierarchy import Head, Hierarchy, HierarchyError, split_path
+from .hierarchy import Taxonomy, Hierarchy, HierarchyError, split_path
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ CATAMI_COLOURS = (
     "Pink", "Purple", "Red", "Translucent", "White", "Yellow", "Multicoloured",
 )
 
-#: Head order of the shipped scheme.
+#: Taxonomy order of the shipped scheme.
 CATAMI_HEADS = ("biota", "substrate", "relief", "bedforms")
 
 
@@ -111,9 +111,9 @@ def hierarchy_from_paths(
     empty = [h for h in order if h not in per_head]
     if empty:
         raise HierarchyError(f"head(s) {empty} have no paths (empty head)")
-    out = [Head.from_paths(h, per_head[h], sep=SEP, exhaustive=exhaustive.get(h, True)) for h in order]
+    out = [Taxonomy.from_paths(h, per_head[h], sep=SEP, exhaustive=exhaustive.get(h, True)) for h in order]
     if colours:
-        out.append(Head.flat("colour", colours, exhaustive=exhaustive.get("colour", True)))
+        out.append(Taxonomy.flat("colour", colours, exhaustive=exhaustive.get("colour", True)))
     return Hierarchy(tuple(out))
 
 

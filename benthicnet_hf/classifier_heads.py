@@ -75,7 +75,7 @@ def ensemble_head_layers(in_features: int, num_nodes: int, hidden_dim: int, drop
     ))
 
 
-class HierarchicalHeads(nn.Module):
+class ClassifierHeads(nn.Module):
     """Per-head classifiers over shared pooled features: ``(batch, F) → (batch, num_nodes)`` raw
     logits; with ``num_members = K > 1``, ``K`` independent head stacks batched over members,
     ``(batch, F) → (K, batch, num_nodes)`` (needs ``benthicnet_hf.rare_nodes``)."""

@@ -7,6 +7,7 @@ Remote-code safe: imports only installed packages and relative siblings, so the 
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -18,8 +19,8 @@ BENTHICNET_MEAN = (0.359, 0.413, 0.386)
 BENTHICNET_STD = (0.219, 0.215, 0.209)
 
 #: Head variants understood by :mod:`.modeling_benthicnet`: C-HMCNN and the ETHEC variants of
-#: :mod:`benthicnet_hf.heads` (single-path tree heads only).
-HEAD_TYPES = ("mcm", "per_level", "masked_per_level", "marginalisation", "hsoftmax")
+#: :mod:`benthicnet_hf.output_types` (single-path tree heads only).
+OUTPUT_TYPES = ("mcm", "per_level", "masked_per_level", "marginalisation", "hsoftmax")
 
 #: Which bits of an ``"mcm"`` head's loss ``node_weights`` multiply (``rare_nodes.weights.bit_weights``).
 NODE_WEIGHT_BITS = ("negative", "positive", "all")
@@ -50,14 +51,14 @@ def canonical_uncertainty(mode: str) -> str:
     return name
 
 
-def check_ensemble(head_type: str, head_dropout: float, ensemble_size: Any, dropout_samples: Any) -> None:
+def check_ensemble(output_type: str, head_dropout: float, ensemble_size: Any, dropout_samples: Any) -> None:
     """Clear errors for ensemble settings the model cannot run (see :class:`BenthicNetConfig`)."""
     for name, value, low in (("ensemble_size", ensemble_size, 1), ("ensemble_dropout_samples", dropout_samples, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if (ensemble_size > 1 or dropout_samples > 0) and head_type != "mcm":
+    if (ensemble_size > 1 or dropout_samples > 0) and output_type != "mcm":
         raise ValueError(f"ensembles (ensemble_size={ensemble_size}, ensemble_dropout_samples={dropout_samples}) "
-                         f"need head_type='mcm', got {head_type!r}")
+                         f"need output_type='mcm', got {output_type!r}")
     if dropout_samples > 0 and not head_dropout > 0:
         raise ValueError(f"MC dropout (ensemble_dropout_samples={dropout_samples}) needs head_dropout > 0, "
                          f"got {head_dropout}")
@@ -112,10 +113,10 @@ class BenthicNetConfig(PretrainedConfig):
             0 makes linear heads ``BatchNorm1d(affine=False) → Dropout → Linear(nodes)``, which
             can be exported exactly for the Hub widget.
         head_dropout (`float`, defaults to 0.7): dropout probability inside each head.
-        head_type (`str`, defaults to ``"mcm"``): coherence of the outputs; ``"mcm"`` is the
+        output_type (`str`, defaults to ``"mcm"``): coherence of the outputs; ``"mcm"`` is the
             C-HMCNN max-constraint module with MCLoss (flat heads: plain sigmoid and masked BCE);
             ``"per_level"``, ``"masked_per_level"``, ``"marginalisation"``, ``"hsoftmax"`` are the
-            ETHEC variants of :mod:`benthicnet_hf.heads` (single-path tree heads).
+            ETHEC variants of :mod:`benthicnet_hf.output_types` (single-path tree heads).
         freeze_encoder (`bool`, defaults to False): linear probing: encoder weights get no
             gradient and the encoder stays in eval mode (BatchNorm statistics untouched).
         image_size (`int`, defaults to 224): side of the square centre crop fed to the encoder.
@@ -125,12 +126,12 @@ class BenthicNetConfig(PretrainedConfig):
         node_weights (`list[float]`, *optional*): per-node loss multipliers, ``(num_nodes,)``, e.g. the
             imbalance weights of ``rare_nodes.imbalance_weights`` (stored here so that a saved model
             reproduces its training objective).
-        node_weights_apply_to (`str`, defaults to ``"negative"``): for ``head_type="mcm"``, which bits
+        node_weights_apply_to (`str`, defaults to ``"negative"``): for ``output_type="mcm"``, which bits
             the node weight multiplies: ``"negative"`` (``y = 0`` bits, what the rare-node paper's
-            public code does in effect), ``"positive"`` or ``"all"``. The ETHEC head types weight
+            public code does in effect), ``"positive"`` or ``"all"``. The ETHEC output types weight
             the labelled node's term.
         ensemble_size (`int`, defaults to 1): ``K`` independent copies of the whole head stack over the
-            shared encoder, computed batched (stacked weights ``(K, out, in)``; ``head_type="mcm"``
+            shared encoder, computed batched (stacked weights ``(K, out, in)``; ``output_type="mcm"``
             only). Each member is trained on every batch; the loss is the mean of the members' losses.
         ensemble_dropout_samples (`int`, defaults to 0): MC dropout: in eval mode, every member's heads
             run this many times with dropout active (``K · S`` members in all); 0 = off. Needs
@@ -164,7 +165,7 @@ class BenthicNetConfig(PretrainedConfig):
         hierarchy: list[dict[str, Any]] | None = None,
         head_hidden_dim: int = 2048,
         head_dropout: float = 0.7,
-        head_type: str = "mcm",
+        output_type: str = "mcm",
         freeze_encoder: bool = False,
         image_size: int = 224,
         image_mean: list[float] | tuple[float, ...] = BENTHICNET_MEAN,
@@ -180,6 +181,14 @@ class BenthicNetConfig(PretrainedConfig):
         hierarchy_fingerprint: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if "head_type" in kwargs:  # the 0.1 name, still in saved configs: read for one release
+            legacy = kwargs.pop("head_type")
+            if output_type != "mcm" and output_type != legacy:
+                raise ValueError(f"config sets both output_type={output_type!r} and its old name "
+                                 f"head_type={legacy!r}; keep output_type only")
+            warnings.warn("BenthicNetConfig(head_type=...) is renamed output_type; head_type will be "
+                          "removed in 0.3", FutureWarning, stacklevel=2)
+            output_type = legacy
         if isinstance(hierarchy, Hierarchy):
             hierarchy = hierarchy.to_list()
         if hierarchy is None:
@@ -191,8 +200,8 @@ class BenthicNetConfig(PretrainedConfig):
         if reserved:
             raise ValueError(f"encoder_kwargs must not set {reserved}: the model always uses "
                              "num_classes=0 and pretrained=False (load weights with load_encoder)")
-        if head_type not in HEAD_TYPES:
-            raise ValueError(f"head_type must be one of {HEAD_TYPES}, got {head_type!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if head_hidden_dim < 0:
             raise ValueError(f"head_hidden_dim must be >= 0 (0 = linear heads), got {head_hidden_dim}")
         if node_weights is not None and len(node_weights) != hier.num_nodes:
@@ -200,7 +209,7 @@ class BenthicNetConfig(PretrainedConfig):
                              f"{hier.num_nodes} nodes")
         if node_weights_apply_to not in NODE_WEIGHT_BITS:
             raise ValueError(f"node_weights_apply_to must be one of {NODE_WEIGHT_BITS}, got {node_weights_apply_to!r}")
-        check_ensemble(head_type, head_dropout, ensemble_size, ensemble_dropout_samples)
+        check_ensemble(output_type, head_dropout, ensemble_size, ensemble_dropout_samples)
         uncertainty = canonical_uncertainty(uncertainty)
         for name, stat in (("image_mean", image_mean), ("image_std", image_std)):
             if len(stat) != 3:
@@ -211,7 +220,7 @@ class BenthicNetConfig(PretrainedConfig):
         self.hierarchy = hierarchy
         self.head_hidden_dim = int(head_hidden_dim)
         self.head_dropout = float(head_dropout)
-        self.head_type = head_type
+        self.output_type = output_type
         self.freeze_encoder = bool(freeze_encoder)
         self.image_size = int(image_size)
         self.image_mean = [float(v) for v in image_mean]

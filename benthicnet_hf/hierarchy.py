@@ -1,6 +1,6 @@
 """Label hierarchies: named heads, each a tree, a DAG or a flat set of classes.
 
-A :class:`Hierarchy` is an ordered list of :class:`Head` objects. Every node of every head has a
+A :class:`Hierarchy` is an ordered list of :class:`Taxonomy` objects. Every node of every head has a
 stable **global index**: heads are laid out one after the other in their order, and inside a head
 nodes keep the order they were declared in. Model logits, targets and masks all use this layout,
 shape ``(batch, hierarchy.num_nodes)``.
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,16 +37,24 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .head import KINDS, Head, HierarchyError, split_path
+from .taxonomy import KINDS, Taxonomy, HierarchyError, split_path
 
-__all__ = ["KINDS", "Head", "Hierarchy", "HierarchyError", "split_path"]
+__all__ = ["KINDS", "Taxonomy", "Hierarchy", "HierarchyError", "split_path"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Head":  # deprecated alias, kept for one release
+        warnings.warn("benthicnet_hf.hierarchy.Head is renamed Taxonomy; Head will be removed in 0.3",
+                      DeprecationWarning, stacklevel=2)
+        return Taxonomy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
 class Hierarchy:
     """An ordered collection of heads with global node indexing. See the module docstring."""
 
-    heads: tuple[Head, ...] = field(default_factory=tuple)
+    heads: tuple[Taxonomy, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "heads", tuple(self.heads))
@@ -61,7 +70,7 @@ class Hierarchy:
     def head_names(self) -> list[str]:
         return [h.name for h in self.heads]
 
-    def head(self, name: str) -> Head:
+    def head(self, name: str) -> Taxonomy:
         for h in self.heads:
             if h.name == name:
                 return h
@@ -185,10 +194,10 @@ class Hierarchy:
     @classmethod
     def from_list(cls, items: Sequence[dict[str, Any]]) -> "Hierarchy":
         """The hierarchy of :meth:`to_list`'s form, each head validated strictly
-        (:func:`~benthicnet_hf.head.check_head_dict`: errors name the head and the field)."""
+        (:func:`~benthicnet_hf.taxonomy.check_head_dict`: errors name the head and the field)."""
         if not isinstance(items, (list, tuple)):
             raise HierarchyError(f"expected a list of head dicts, got {type(items).__name__}")
-        return cls(tuple(Head.from_dict(d, where=f"hierarchy head {i}") for i, d in enumerate(items)))
+        return cls(tuple(Taxonomy.from_dict(d, where=f"hierarchy head {i}") for i, d in enumerate(items)))
 
     def fingerprint(self) -> dict[str, Any]:
         """What the model's output layout depends on, hashed: ``{"all": sha256, "heads": {name: sha256}}``.
@@ -230,7 +239,7 @@ class Hierarchy:
         if unknown:
             raise KeyError(f"no head(s) named {sorted(unknown)}; heads are {self.head_names}")
         return Hierarchy(tuple(
-            Head(h.name, h.nodes, h.parents, h.kind, flags.get(h.name, h.exhaustive), h.sep)
+            Taxonomy(h.name, h.nodes, h.parents, h.kind, flags.get(h.name, h.exhaustive), h.sep)
             for h in self.heads
         ))
 

@@ -14,7 +14,7 @@ Semantics, per head, for a sample whose annotations for that head are the node s
 - **missing branches**: on an *exhaustive* head every other node is a known negative (mask 1,
   target 0). On a *non-exhaustive* head only what is listed is known: the positives ``T`` have
   mask 1, every other node mask 0. Exhaustiveness is a per-head default
-  (:attr:`Head.exhaustive`) that may be overridden per head and per data source.
+  (:attr:`Taxonomy.exhaustive`) that may be overridden per head and per data source.
   **Every CATAMI head, biota included, is exhaustive by default**, as in the BenthicNet authors'
   code: all nodes are known except the descendants of a label cut short and whole missing heads.
   Non-exhaustive is an explicit opt-in (``exhaustive={"biota": False}`` or
@@ -52,7 +52,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import sparse
 
-from .hierarchy import Head, Hierarchy, split_path
+from .hierarchy import Taxonomy, Hierarchy, split_path
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class LabelEncoder:
 
     Args:
         hierarchy: the hierarchy.
-        exhaustive: per-head override of :attr:`Head.exhaustive` (every CATAMI head is exhaustive by
+        exhaustive: per-head override of :attr:`Taxonomy.exhaustive` (every CATAMI head is exhaustive by
             default; ``{"biota": False}`` opts biota out everywhere).
         source_exhaustive: per data source, per-head overrides, e.g.
             ``{"survey_B": {"biota": False}}`` when survey B lists only some of the organisms.
@@ -148,7 +148,7 @@ class LabelEncoder:
         self.on_unknown = on_unknown
 
     # ------------------------------------------------------------ single cell
-    def _resolve(self, head: Head, label: str) -> int | None:
+    def _resolve(self, head: Taxonomy, label: str) -> int | None:
         """Local index of ``label`` in ``head``, or None if unknown."""
         text = label.strip()
         if text.startswith("["):
@@ -162,7 +162,7 @@ class LabelEncoder:
             text = head.sep.join(split_path(text, head.sep))
         return head.index.get(text)
 
-    def _deepest_known_prefix(self, head: Head, label: str) -> int | None:
+    def _deepest_known_prefix(self, head: Taxonomy, label: str) -> int | None:
         if not head.sep:
             return None
         text = label.split("]", 1)[-1].lstrip(" >") if label.strip().startswith("[") else label
@@ -198,7 +198,7 @@ class LabelEncoder:
             "with a report.", unknown=list(unknown))
 
     def encode_cell(
-        self, head: Head, labels: Sequence[str], exhaustive: bool, row: int = 0, column: str | None = None,
+        self, head: Taxonomy, labels: Sequence[str], exhaustive: bool, row: int = 0, column: str | None = None,
         report: dict | None = None, policy: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(target, mask)`` uint8 vectors of length ``len(head.nodes)`` for one sample.

@@ -30,7 +30,7 @@ from transformers.utils import ModelOutput
 
 from .checkpoint_match import check_loaded_heads, head_shape_mismatch
 from .encoder import checked_pixel_values, create_encoder
-from .classifier_heads import HierarchicalHeads, init_head_layer, rare_nodes_module
+from .classifier_heads import ClassifierHeads, init_head_layer, rare_nodes_module
 from .configuration_benthicnet import BenthicNetConfig, check_ensemble
 from .constraint import MaxConstraint, check_finite_logits
 from .losses import HierarchicalLoss, known_targets
@@ -84,7 +84,7 @@ class BenthicNetPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # Only our own modules: the timm encoder keeps timm's init (or its loaded weights).
-        if isinstance(module, HierarchicalHeads):
+        if isinstance(module, ClassifierHeads):
             for head in module.heads:
                 for layer in head:
                     init_head_layer(layer)
@@ -140,18 +140,18 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         hierarchy = config.get_hierarchy()
         self.backbone = create_encoder(config)
         self.num_features = self.backbone.num_features
-        self.heads = HierarchicalHeads(self.num_features, hierarchy, config.head_hidden_dim, config.head_dropout,
+        self.heads = ClassifierHeads(self.num_features, hierarchy, config.head_hidden_dim, config.head_dropout,
                                        config.ensemble_size)
-        if config.head_type == "mcm":
+        if config.output_type == "mcm":
             self.constraint = MaxConstraint(hierarchy)
             self.criterion = HierarchicalLoss(hierarchy)
-        else:  # ETHEC variants: coherent probabilities and masked loss from benthicnet_hf.heads
+        else:  # ETHEC variants: coherent probabilities and masked loss from benthicnet_hf.output_types
             try:  # a sibling package when installed; as remote code, the installed package
-                heads = importlib.import_module(".heads", __package__)
+                heads = importlib.import_module(".output_types", __package__)
             except ImportError:
-                heads = importlib.import_module("benthicnet_hf.heads")
+                heads = importlib.import_module("benthicnet_hf.output_types")
             self.constraint = None
-            self.criterion = heads.HeadTypeCriterion(hierarchy, config.head_type)
+            self.criterion = heads.OutputTypeCriterion(hierarchy, config.output_type)
         weights = config.node_weights
         self.register_buffer(
             "node_weights", None if weights is None else torch.tensor(weights, dtype=torch.float32),
@@ -159,7 +159,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         )
         # MCLoss weights bits, not nodes: rare_nodes.weights.bit_weights maps node weights to the bits
         # of config.node_weights_apply_to (only needed for training with weights)
-        self._bit_weights = _bit_weights_function() if weights is not None and config.head_type == "mcm" else None
+        self._bit_weights = _bit_weights_function() if weights is not None and config.output_type == "mcm" else None
         self.set_encoder_frozen(config.freeze_encoder)
         self.post_init()
 
@@ -180,7 +180,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
     # ------------------------------------------------------------------ ensembles
     def set_mc_dropout(self, samples: int) -> None:
         """Set ``config.ensemble_dropout_samples`` (MC dropout passes in eval mode; 0 = off), checked."""
-        check_ensemble(self.config.head_type, self.config.head_dropout, self.config.ensemble_size, samples)
+        check_ensemble(self.config.output_type, self.config.head_dropout, self.config.ensemble_size, samples)
         self.config.ensemble_dropout_samples = int(samples)
 
     def mc_dropout_samples(self) -> int:

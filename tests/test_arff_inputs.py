@@ -8,7 +8,7 @@ import gzip
 import numpy as np
 import pytest
 
-from benthicnet_hf.arff_hierarchy import head_from_declaration
+from benthicnet_hf.arff_hierarchy import taxonomy_from_declaration
 from benthicnet_hf.hmc.arff import dataset_prefixes, find_splits, load_hmc, read_arff
 
 TREE_ARFF = """% a comment line
@@ -54,7 +54,7 @@ def test_repeated_paths_and_edges_in_a_declaration_are_deduplicated_in_order(tmp
     table, hier = read_arff(tmp_path / "rep.arff")
     assert hier.heads[0].nodes == ("root", "01", "01/01", "02")
     assert table.targets.shape == (3, 4)
-    dag = head_from_declaration("root/GO1,GO1/GO2,root/GO1,GO1/GO3,GO1/GO2", name="go")
+    dag = taxonomy_from_declaration("root/GO1,GO1/GO2,root/GO1,GO1/GO3,GO1/GO2", name="go")
     assert dag.nodes == ("root", "GO1", "GO2", "GO3")
     assert dag.parents == ((), (0,), (1,), (1,))
 

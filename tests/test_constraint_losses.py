@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benthicnet_hf import Head, Hierarchy
-from benthicnet_hf.arff_hierarchy import head_from_arff
+from benthicnet_hf import Taxonomy, Hierarchy
+from benthicnet_hf.arff_hierarchy import taxonomy_from_arff
 from benthicnet_hf.constraint import MaxConstraint, dense_max_constraint, max_constraint
 from benthicnet_hf.losses import HierarchicalLoss, mcloss_logits
 
@@ -21,7 +21,7 @@ def catami() -> Hierarchy:
 
 @pytest.fixture(scope="module")
 def go() -> Hierarchy:
-    return Hierarchy((head_from_arff(shared_file("hmc", "cellcycle_GO.train.arff.gz")),))
+    return Hierarchy((taxonomy_from_arff(shared_file("hmc", "cellcycle_GO.train.arff.gz")),))
 
 
 def consistent_targets(h: Hierarchy, b: int, seed: int) -> torch.Tensor:
@@ -86,7 +86,7 @@ def test_logit_space_zero_is_not_neutral():
     """A positive node whose only positive child has a negative logit: the paper's MCM(y·p) is
     driven by that child; multiplying logits by y (the BenthicNet code) would let the negative
     sibling's zero win the max."""
-    head = Head.from_paths("h", ["A", "A > B", "A > C"])
+    head = Taxonomy.from_paths("h", ["A", "A > B", "A > C"])
     h = Hierarchy((head,))
     x = torch.tensor([[-3.0, -2.0, 4.0]], dtype=torch.float64)  # A, B (positive), C (negative)
     y = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)

@@ -17,7 +17,7 @@ from benthicnet_hf.contrastive import (
     hmlc_loss,
 )
 from benthicnet_hf.contrastive.method import CONTRASTIVE_METHODS
-from benthicnet_hf.hierarchy import Head, Hierarchy
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 
 
 def reference_loss(features: np.ndarray, labels: np.ndarray, loss_type: str, tau: float) -> float:
@@ -98,8 +98,8 @@ def test_gradients_finite_with_missing_levels() -> None:
 
 
 def test_level_labeller_unknown_and_multi_path() -> None:
-    tree = Head.from_paths("t", ["A > A1 > A1a", "A > A2", "B > B1"])
-    hier = Hierarchy((Head.flat("c", ["x", "y"]), tree))
+    tree = Taxonomy.from_paths("t", ["A > A1 > A1a", "A > A2", "B > B1"])
+    hier = Hierarchy((Taxonomy.flat("c", ["x", "y"]), tree))
     idx = {k: i + 2 for i, k in enumerate(tree.nodes)}  # after the flat head's two nodes
     t = torch.zeros(3, hier.num_nodes)
     m = torch.ones(3, hier.num_nodes)
@@ -149,7 +149,7 @@ class TinyEncoder(torch.nn.Module):
 @pytest.mark.parametrize("method", sorted(CONTRASTIVE_METHODS))
 def test_short_run_reduces_loss(method: str) -> None:
     torch.manual_seed(0)
-    tree = Head.from_paths("t", ["A > A1", "A > A2", "B > B1", "B > B2"])
+    tree = Taxonomy.from_paths("t", ["A > A1", "A > A2", "B > B1", "B > B2"])
     hier = Hierarchy((tree,))
     leaves = [tree.index[k] for k in ("A > A1", "A > A2", "B > B1", "B > B2")]
     cls = torch.arange(32) % 4
@@ -207,7 +207,7 @@ def test_pretrain_cli_on_demo_data_exports_a_loadable_encoder(tmp_path) -> None:
 # ------------------------------------------------------------------------- several processes
 def _tiny_problem(seed: int) -> tuple[Hierarchy, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A two-level tree and 12 labelled 8×8 images; ``seed`` changes which classes and noise."""
-    tree = Head.from_paths("t", ["A > A1", "A > A2", "B > B1", "B > B2"])
+    tree = Taxonomy.from_paths("t", ["A > A1", "A > A2", "B > B1", "B > B2"])
     hier = Hierarchy((tree,))
     g = torch.Generator().manual_seed(seed)
     leaves = torch.tensor([tree.index[k] for k in ("A > A1", "A > A2", "B > B1", "B > B2")])

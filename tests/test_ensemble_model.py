@@ -15,7 +15,7 @@ from transformers import pipeline
 
 from benthicnet_hf.cli import main
 from benthicnet_hf.configuration_benthicnet import UNCERTAINTY_MODES, BenthicNetConfig
-from benthicnet_hf.hierarchy import Head, Hierarchy
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 from benthicnet_hf.image_processing import make_image_processor
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
 from benthicnet_hf.rare_nodes import MODES, bit_weights, gated_margin_uncertainty
@@ -25,9 +25,9 @@ K = 3
 
 
 def small_hierarchy() -> Hierarchy:
-    tree = Head.from_paths("zeta", ["A", "A > B", "A > B > C", "A > D", "E", "E > F"])
-    dag = Head("beta", ("r", "x", "y", "z"), ((), (0,), (0,), (1, 2)), kind="dag", sep="")
-    flat = Head.flat("alpha", ["red", "green", "blue"])
+    tree = Taxonomy.from_paths("zeta", ["A", "A > B", "A > B > C", "A > D", "E", "E > F"])
+    dag = Taxonomy("beta", ("r", "x", "y", "z"), ((), (0,), (0,), (1, 2)), kind="dag", sep="")
+    flat = Taxonomy.flat("alpha", ["red", "green", "blue"])
     return Hierarchy((tree, dag, flat))
 
 
@@ -109,7 +109,7 @@ def parent_child(hier: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
         (dict(ensemble_size=0), "ensemble_size must be an integer >= 1"),
         (dict(ensemble_size=2.5), "ensemble_size must be an integer"),
         (dict(ensemble_dropout_samples=-1), "ensemble_dropout_samples must be an integer >= 0"),
-        (dict(ensemble_size=2, head_type="per_level"), "need head_type='mcm'"),
+        (dict(ensemble_size=2, output_type="per_level"), "need output_type='mcm'"),
         (dict(ensemble_dropout_samples=4, head_dropout=0.0), "needs head_dropout > 0"),
         (dict(uncertainty="variance"), "uncertainty must be one of"),
     ],
@@ -367,7 +367,7 @@ def test_predict_without_uncertainty_keeps_the_columns(cli_models, tmp_path):
 
 # -------------------------------------------------------------------------- training helpers
 def test_training_helpers_handle_stacked_heads():
-    from benthicnet_hf.training.head_init import init_head_biases
+    from benthicnet_hf.training.bias_init import init_head_biases
     from benthicnet_hf.training.loop import param_groups
     from benthicnet_hf.widget_export import WidgetExportError, stacked_linear_heads
 

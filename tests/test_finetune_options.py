@@ -24,7 +24,7 @@ from benthicnet_hf import Hierarchy
 from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
 from benthicnet_hf.training import list_checkpoints, parse_args, run_finetune
-from benthicnet_hf.training.head_init import init_head_biases, known_bit_priors
+from benthicnet_hf.training.bias_init import init_head_biases, known_bit_priors
 from benthicnet_hf.training.rare_node_options import EpochKeyedLPROSSampler
 
 TINY = ["--encoder", "test_resnet", "--image_size", "32", "--head_hidden_dim", "0", "--head_dropout", "0.2",
@@ -292,18 +292,18 @@ def test_ensemble_options_reach_the_saved_model(small_dataset: tuple[list[str], 
                                   "--output_dir", str(tmp_path / "again")])
 
 
-# ------------------------------------------------------------------------------ head types
+# ------------------------------------------------------------------------------ output types
 def test_head_type_reaches_the_saved_model(small_dataset: tuple[list[str], datasets.DatasetDict],
                                            tmp_path: Path) -> None:
     flags, _ = small_dataset
     result = fresh_run(TINY + flags + ["--num_train_epochs", "1", "--per_device_train_batch_size", "16",
-                                       "--head_type", "hsoftmax", "--output_dir", str(tmp_path / "run")])
+                                       "--output_type", "hsoftmax", "--output_dir", str(tmp_path / "run")])
     assert result["completed_steps"] == 3 and math.isfinite(result["test"]["overall/ap_micro"])
     final = tmp_path / "run" / "final"
-    assert json.loads((final / "config.json").read_text())["head_type"] == "hsoftmax"
-    assert BenthicNetForHierarchicalClassification.from_pretrained(final).config.head_type == "hsoftmax"
-    with pytest.raises(ValueError, match="--head_type per_level does not match"):
-        fresh_run(TINY + flags + ["--num_train_epochs", "0", "--init_from", str(final), "--head_type", "per_level",
+    assert json.loads((final / "config.json").read_text())["output_type"] == "hsoftmax"
+    assert BenthicNetForHierarchicalClassification.from_pretrained(final).config.output_type == "hsoftmax"
+    with pytest.raises(ValueError, match="--output_type per_level does not match"):
+        fresh_run(TINY + flags + ["--num_train_epochs", "0", "--init_from", str(final), "--output_type", "per_level",
                                   "--output_dir", str(tmp_path / "again")])
-    with pytest.raises(ValueError, match="--head_type must be one of"):
-        parse_args(TINY + flags + ["--head_type", "softmax", "--output_dir", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="--output_type must be one of"):
+        parse_args(TINY + flags + ["--output_type", "softmax", "--output_dir", str(tmp_path / "x")])

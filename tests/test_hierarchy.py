@@ -8,14 +8,14 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from benthicnet_hf import Head, Hierarchy, HierarchyError
-from benthicnet_hf.arff_hierarchy import head_from_arff, head_from_declaration
+from benthicnet_hf import Taxonomy, Hierarchy, HierarchyError
+from benthicnet_hf.arff_hierarchy import taxonomy_from_arff, taxonomy_from_declaration
 from benthicnet_hf.catami import CATAMI_COLOURS, CATAMI_HEADS, hierarchy_from_catami_csv, hierarchy_from_paths
 
 from conftest import shared_file
 
 
-def to_networkx(head: Head) -> nx.DiGraph:
+def to_networkx(head: Taxonomy) -> nx.DiGraph:
     g = nx.DiGraph()
     g.add_nodes_from(range(len(head.nodes)))
     g.add_edges_from((p, i) for i, ps in enumerate(head.parents) for p in ps)
@@ -103,7 +103,7 @@ def test_catami_index_structures_match_networkx():
      ("cellcycle_GO.train.arff.gz", 4126, 1), ("Diatoms_train.arff.gz", 399, 1), ("ImCLEF07A_Train.arff.gz", 97, 1)],
 )
 def test_arff_node_counts(name, nodes, roots):
-    head = head_from_arff(shared_file("hmc", name))
+    head = taxonomy_from_arff(shared_file("hmc", name))
     assert len(head.nodes) == nodes
     assert sum(1 for p in head.parents if not p) == roots
     non_root = nodes - 4 if "GO" in name else nodes - 1  # the reference excludes root (+ 3 GO roots)
@@ -113,7 +113,7 @@ def test_arff_node_counts(name, nodes, roots):
 
 
 def test_go_dag_against_networkx():
-    head = head_from_arff(shared_file("hmc", "cellcycle_GO.train.arff.gz"))
+    head = taxonomy_from_arff(shared_file("hmc", "cellcycle_GO.train.arff.gz"))
     assert head.kind == "dag"
     assert sum(len(p) > 1 for p in head.parents) == 1477
     h = Hierarchy((head,))
@@ -132,7 +132,7 @@ def test_go_dag_against_networkx():
 
 
 def test_arff_tree_declaration_implied_prefixes():
-    head = head_from_declaration("000/00,000,19/02")
+    head = taxonomy_from_declaration("000/00,000,19/02")
     assert head.nodes == ("root", "000", "000/00", "19", "19/02")
     assert head.parents[head.index["19/02"]] == (head.index["19"],)
 
@@ -140,28 +140,28 @@ def test_arff_tree_declaration_implied_prefixes():
 # ------------------------------------------------------------------ errors
 def test_cycle_is_an_error_naming_the_nodes():
     with pytest.raises(HierarchyError, match=r"cycle.*'b'.*'c'|cycle.*'c'.*'b'"):
-        Head("h", ("a", "b", "c"), ((), (2,), (1,)), kind="dag")
+        Taxonomy("h", ("a", "b", "c"), ((), (2,), (1,)), kind="dag")
     with pytest.raises(HierarchyError, match="cycle"):
-        Head.from_edges("h", [("x", "y"), ("y", "z"), ("z", "x")])
+        Taxonomy.from_edges("h", [("x", "y"), ("y", "z"), ("z", "x")])
 
 
 def test_other_errors_name_the_offenders():
     with pytest.raises(HierarchyError, match="'h' is empty"):
-        Head("h", ())
+        Taxonomy("h", ())
     with pytest.raises(HierarchyError, match=r"duplicate path.*'A > B'"):
-        Head.from_paths("h", ["A > B", "A", "A > B"])
+        Taxonomy.from_paths("h", ["A > B", "A", "A > B"])
     with pytest.raises(HierarchyError, match=r"duplicate node.*'x'"):
-        Head("h", ("x", "x"))
+        Taxonomy("h", ("x", "x"))
     with pytest.raises(HierarchyError, match=r"is a tree but node 'c'"):
-        Head("h", ("a", "b", "c"), ((), (), (0, 1)), kind="tree")
+        Taxonomy("h", ("a", "b", "c"), ((), (), (0, 1)), kind="tree")
     with pytest.raises(HierarchyError, match=r"node 'a' has invalid parent"):
-        Head("h", ("a",), ((5,),))
+        Taxonomy("h", ("a",), ((5,),))
     with pytest.raises(HierarchyError, match=r"duplicate head name"):
-        Hierarchy((Head.flat("c", ["x"]), Head.flat("c", ["y"])))
+        Hierarchy((Taxonomy.flat("c", ["x"]), Taxonomy.flat("c", ["y"])))
     with pytest.raises(HierarchyError, match=r"head\(s\) \['relief'\] have no paths"):
         hierarchy_from_paths(["[BIOTA] > Biota"], heads=["biota", "relief"])
     with pytest.raises(HierarchyError, match=r"duplicate edge"):
-        Head.from_edges("g", [("a", "b"), ("a", "b")])
+        Taxonomy.from_edges("g", [("a", "b"), ("a", "b")])
 
 
 # ----------------------------------------------------------- serialisation

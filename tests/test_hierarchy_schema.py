@@ -11,16 +11,16 @@ import pytest
 import torch
 
 from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
-from benthicnet_hf.hierarchy import Head, Hierarchy, HierarchyError
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy, HierarchyError
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
 
 SIZE = 32
 
 
 def small_list() -> list[dict]:
-    tree = Head.from_paths("zeta", ["A", "A > B", "A > B > C", "A > D", "E", "E > F"])
-    dag = Head("beta", ("r", "x", "y", "z"), ((), (0,), (0,), (1, 2)), kind="dag", sep="")
-    return Hierarchy((tree, dag, Head.flat("alpha", ["red", "green", "blue"]))).to_list()
+    tree = Taxonomy.from_paths("zeta", ["A", "A > B", "A > B > C", "A > D", "E", "E > F"])
+    dag = Taxonomy("beta", ("r", "x", "y", "z"), ((), (0,), (0,), (1, 2)), kind="dag", sep="")
+    return Hierarchy((tree, dag, Taxonomy.flat("alpha", ["red", "green", "blue"]))).to_list()
 
 
 def edited(path: tuple, value) -> list[dict]:

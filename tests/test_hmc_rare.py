@@ -19,7 +19,7 @@ import torch
 from sklearn.metrics import f1_score, recall_score
 
 from benthicnet_hf import BenthicNetConfig, BenthicNetForHierarchicalClassification
-from benthicnet_hf.hierarchy import Head, Hierarchy
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 from benthicnet_hf.hmc import HMCConfig, build_criterion, build_network, load_hmc, rare_node_indices, recall_f1
 from benthicnet_hf.hmc.train import predict, train_and_evaluate
 from benthicnet_hf.rare_nodes import MCDropoutEnsemble, RareNodeLoss, imbalance_weights
@@ -37,9 +37,9 @@ def one_thread():
 
 
 def small_hierarchy() -> Hierarchy:
-    tree = Head.from_paths("zeta", ["A", "A > B", "A > B > C", "A > D", "E", "E > F"])
-    dag = Head("beta", ("r", "x", "y", "z"), ((), (0,), (0,), (1, 2)), kind="dag", sep="")
-    flat = Head.flat("alpha", ["red", "green", "blue"])
+    tree = Taxonomy.from_paths("zeta", ["A", "A > B", "A > B > C", "A > D", "E", "E > F"])
+    dag = Taxonomy("beta", ("r", "x", "y", "z"), ((), (0,), (0,), (1, 2)), kind="dag", sep="")
+    flat = Taxonomy.flat("alpha", ["red", "green", "blue"])
     return Hierarchy((tree, dag, flat))
 
 

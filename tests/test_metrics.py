@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_recall_fscore_support
 
-from benthicnet_hf import Head, Hierarchy
+from benthicnet_hf import Taxonomy, Hierarchy
 from benthicnet_hf.metrics import (
     accuracy,
     bit_f1,
@@ -26,8 +26,8 @@ from benthicnet_hf.metrics import (
 
 @pytest.fixture(scope="module")
 def hierarchy() -> Hierarchy:
-    tree = Head.from_paths("substrate", ["A > B > C", "A > B > D", "A > E", "F > G", "F > H > I"])
-    return Hierarchy((tree, Head.flat("colour", ["red", "green", "blue"])))
+    tree = Taxonomy.from_paths("substrate", ["A > B > C", "A > B > D", "A > E", "F > G", "F > H > I"])
+    return Hierarchy((tree, Taxonomy.flat("colour", ["red", "green", "blue"])))
 
 
 def _data(hierarchy: Hierarchy, rows: int = 400, seed: int = 0, decimals: int = 2):
@@ -208,7 +208,7 @@ def test_compute_metrics_per_head_overall_and_table(hierarchy):
 
 
 def test_one_hot_head_reports_accuracy():
-    h = Hierarchy((Head.flat("substrate5", list("abcde")),))
+    h = Hierarchy((Taxonomy.flat("substrate5", list("abcde")),))
     y = np.random.default_rng(8).integers(0, 5, 100)
     probs = np.random.default_rng(9).random((100, 5)).astype(np.float32)
     out = compute_metrics(probs, np.eye(5, dtype=np.uint8)[y], None, h)
@@ -292,7 +292,7 @@ def test_singular_f1_and_accuracy_in_compute_metrics_follow_references(hierarchy
     pred = probs[:, s] > 0.5
     ref = _singular_f1_reference(pred, targets[:, s], mask[:, s], hierarchy.depth[s])
     assert out["substrate/singular_f1"] == pytest.approx(ref)
-    h = Hierarchy((Head.flat("substrate5", list("abcde")),))
+    h = Hierarchy((Taxonomy.flat("substrate5", list("abcde")),))
     y = np.random.default_rng(14).integers(0, 5, 90)
     p5 = np.random.default_rng(15).random((90, 5)).astype(np.float32)
     assert compute_metrics(p5, np.eye(5, dtype=np.uint8)[y], None, h, chunk_rows=8)["substrate5/accuracy"] == \

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
 
-from benthicnet_hf import Head, Hierarchy
+from benthicnet_hf import Taxonomy, Hierarchy
 from benthicnet_hf.metrics import compute_metrics, node_average_precision
 from benthicnet_hf.metrics.ranking import TORCH_SORT_MIN, single_torch_thread, sort_column_into
 
@@ -42,7 +42,7 @@ def test_long_columns_node_ap_equal_sklearn():
 def test_compute_metrics_micro_and_macro_ap_equal_sklearn_on_long_columns():
     """compute_metrics reuses the torch-sorted columns for micro AP (per head and overall)."""
     probs, targets, mask = _model_like(seed=1)
-    hierarchy = Hierarchy((Head.flat("a", ["x", "y"]), Head.flat("b", ["z"])))
+    hierarchy = Hierarchy((Taxonomy.flat("a", ["x", "y"]), Taxonomy.flat("b", ["z"])))
     out = compute_metrics(probs, targets, mask, hierarchy)
     known = mask.astype(bool)
     for scope, cols in (("overall", slice(0, 3)), ("a", slice(0, 2)), ("b", slice(2, 3))):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from benthicnet_hf import Head, Hierarchy
+from benthicnet_hf import Taxonomy, Hierarchy
 from benthicnet_hf.metrics import compute_metrics, micro_average_precision, node_average_precision
 from benthicnet_hf.metrics.inputs import min_positive_key, ranking_keys, score_codes
 from benthicnet_hf.metrics.paper import _dense_ids
@@ -20,8 +20,8 @@ from benthicnet_hf.metrics.ranking import even_positions
 
 @pytest.fixture(scope="module")
 def hierarchy() -> Hierarchy:
-    tree = Head.from_paths("substrate", ["A > B > C", "A > B > D", "A > E", "F > G", "F > H > I"])
-    return Hierarchy((tree, Head.flat("colour", ["red", "green", "blue"])))
+    tree = Taxonomy.from_paths("substrate", ["A > B > C", "A > B > D", "A > E", "F > G", "F > H > I"])
+    return Hierarchy((tree, Taxonomy.flat("colour", ["red", "green", "blue"])))
 
 
 def _floored_data(hierarchy: Hierarchy, rows: int = 500, seed: int = 0):

@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoModelForImageClassification, pipeline
 
 from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
-from benthicnet_hf.hierarchy import Head, Hierarchy
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 from benthicnet_hf.image_processing import make_image_processor
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification, BenthicNetModel
 
@@ -22,9 +22,9 @@ SIZE = 32
 
 def small_hierarchy() -> Hierarchy:
     # heads deliberately not in alphabetical order (config.json is written with sorted keys)
-    tree = Head.from_paths("zeta", ["A", "A > B", "A > B > C", "A > D", "E", "E > F"])
-    dag = Head("beta", ("r", "x", "y", "z"), ((), (0,), (0,), (1, 2)), kind="dag", sep="")
-    flat = Head.flat("alpha", ["red", "green", "blue"])
+    tree = Taxonomy.from_paths("zeta", ["A", "A > B", "A > B > C", "A > D", "E", "E > F"])
+    dag = Taxonomy("beta", ("r", "x", "y", "z"), ((), (0,), (0,), (1, 2)), kind="dag", sep="")
+    flat = Taxonomy.flat("alpha", ["red", "green", "blue"])
     return Hierarchy((tree, dag, flat))
 
 
@@ -92,7 +92,7 @@ def test_default_config_is_catami_with_reference_head():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(head_type="softmax"), "head_type"),
+        (dict(output_type="softmax"), "output_type"),
         (dict(encoder_kwargs={"num_classes": 3}), "num_classes"),
         (dict(node_weights=[1.0, 2.0]), "node_weights has 2 entries"),
         (dict(id2label={0: "nope"}), "id2label does not match"),
@@ -319,7 +319,7 @@ def test_unknown_encoder_lists_close_matches():
 def test_hierarchy_mismatch_with_checkpoint_names_the_head(tmp_path):
     make_model(8).save_pretrained(tmp_path)
     hier = small_hierarchy()
-    smaller = Hierarchy((hier.heads[0], Head("beta", ("r", "x"), ((), (0,)), kind="dag", sep=""), hier.heads[2]))
+    smaller = Hierarchy((hier.heads[0], Taxonomy("beta", ("r", "x"), ((), (0,)), kind="dag", sep=""), hier.heads[2]))
     config = BenthicNetConfig(encoder_name="test_resnet", hierarchy=smaller.to_list(), head_hidden_dim=8)
     with pytest.raises(ValueError, match=r"head 1 'beta': config has 2 nodes, checkpoint has 4"):
         BenthicNetForHierarchicalClassification.from_pretrained(tmp_path, config=config)

@@ -284,9 +284,9 @@ def test_head_without_negatives_is_not_evaluable(hierarchy, catami_paths):
 
 def test_dag_head_uses_the_library_depth():
     """DAG heads: depth = one more than the deepest parent (documented); oracle run with that depth."""
-    from benthicnet_hf import Head
+    from benthicnet_hf import Taxonomy
 
-    dag = Head(name="go", nodes=("r", "s", "a", "b", "c", "d"),
+    dag = Taxonomy(name="go", nodes=("r", "s", "a", "b", "c", "d"),
                parents=((), (), (0,), (0, 1), (2, 3), (2,)), kind="dag", sep="")
     h = Hierarchy((dag,))
     rng = np.random.default_rng(8)

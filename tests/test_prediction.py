@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benthicnet_hf.hierarchy import Head, Hierarchy
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 from benthicnet_hf.prediction import predict_paths
 
 
@@ -45,8 +45,8 @@ def coherent(hier: Hierarchy, raw: np.ndarray) -> np.ndarray:
 
 
 def dag_hierarchy() -> Hierarchy:
-    dag = Head("go", ("r", "a", "b", "c", "d"), ((), (0,), (0,), (1, 2), (2,)), kind="dag", sep="")
-    return Hierarchy((dag, Head.flat("colour", ["red", "blue"])))
+    dag = Taxonomy("go", ("r", "a", "b", "c", "d"), ((), (0,), (0,), (1, 2), (2,)), kind="dag", sep="")
+    return Hierarchy((dag, Taxonomy.flat("colour", ["red", "blue"])))
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8])

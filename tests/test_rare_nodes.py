@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from benthicnet_hf.hierarchy import Head, Hierarchy
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 from benthicnet_hf.losses import HierarchicalLoss
 from benthicnet_hf.rare_nodes import (
     EnsembleMLP,
@@ -34,8 +34,8 @@ from benthicnet_hf.rare_nodes import (
 )
 
 # A > B > D, A > C (a tree) plus a flat head {x, y}
-TREE = Head(name="t", nodes=("A", "A>B", "A>C", "A>B>D"), parents=((), (0,), (0,), (1,)), sep=">")
-FLAT = Head.flat("f", ["x", "y"])
+TREE = Taxonomy(name="t", nodes=("A", "A>B", "A>C", "A>B>D"), parents=((), (0,), (0,), (1,)), sep=">")
+FLAT = Taxonomy.flat("f", ["x", "y"])
 H = Hierarchy((TREE, FLAT))
 Y = np.array(
     [  # A B C D | x y

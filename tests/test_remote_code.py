@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
-from benthicnet_hf.hierarchy import Head, Hierarchy
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
 
 # Runs with `python -I -S`: no site processing, so the editable install's .pth finder is never
@@ -55,7 +55,7 @@ CHILD = textwrap.dedent(
 
 
 def test_remote_code_loads_without_the_package(tmp_path):
-    hier = Hierarchy((Head.from_paths("zeta", ["A", "A > B", "C"]), Head.flat("alpha", ["red", "blue"])))
+    hier = Hierarchy((Taxonomy.from_paths("zeta", ["A", "A > B", "C"]), Taxonomy.flat("alpha", ["red", "blue"])))
     torch.manual_seed(0)
     config = BenthicNetConfig(encoder_name="test_resnet", hierarchy=hier.to_list(), head_hidden_dim=8, image_size=32)
     model = BenthicNetForHierarchicalClassification(config).eval()

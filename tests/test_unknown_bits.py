@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benthicnet_hf import Hierarchy, LabelEncoder
-from benthicnet_hf.heads import HeadTypeCriterion
+from benthicnet_hf.output_types import OutputTypeCriterion
 from benthicnet_hf.losses import HierarchicalLoss
 from benthicnet_hf.rare_nodes.focal import RareNodeLoss
 
@@ -48,7 +48,7 @@ def _loss_and_grad(criterion, logits: torch.Tensor, targets: torch.Tensor, mask:
 CRITERIA = {
     "mcloss": lambda h: HierarchicalLoss(h),
     "rare_node_focal": lambda h: RareNodeLoss(h, torch.rand(h.num_nodes) + 0.5, focal_mode="bma"),
-    "mcm_head_type": lambda h: HeadTypeCriterion(h, "mcm"),
+    "mcm_head_type": lambda h: OutputTypeCriterion(h, "mcm"),
 }
 
 

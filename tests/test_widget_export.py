@@ -12,11 +12,11 @@ from PIL import Image
 from transformers import AutoModelForImageClassification, pipeline
 
 from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
-from benthicnet_hf.hierarchy import Head, Hierarchy
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
 from benthicnet_hf.widget_export import WidgetExportError, export_for_widget
 
-HIER = Hierarchy((Head.from_paths("zeta", ["A", "A > B", "A > C", "D"]), Head.flat("alpha", ["red", "blue", "green"])))
+HIER = Hierarchy((Taxonomy.from_paths("zeta", ["A", "A > B", "A > C", "D"]), Taxonomy.flat("alpha", ["red", "blue", "green"])))
 
 
 def trained_like(encoder: str, kwargs: dict, hidden: int = 0) -> BenthicNetForHierarchicalClassification:

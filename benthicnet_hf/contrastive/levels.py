@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..heads.single_path import SinglePathIndex
+from ..output_types.single_path import SinglePathIndex
 from ..hierarchy import Hierarchy
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..arff_hierarchy import head_from_declaration, open_text
+from ..arff_hierarchy import taxonomy_from_declaration, open_text
 from ..hierarchy import Hierarchy
 
 #: nodes the reference never evaluates nor trains on: the tree root and the three GO roots
@@ -200,7 +200,7 @@ def read_arff(path: str | Path, hierarchy: Hierarchy | None = None) -> tuple[Arf
         raise ArffFormatError(f"{path}: expected one hierarchical class attribute, found {len(cls)}")
     c = cls[0]
     if hierarchy is None:
-        hierarchy = Hierarchy((head_from_declaration(attrs[c].values[0], name=attrs[c].name),))
+        hierarchy = Hierarchy((taxonomy_from_declaration(attrs[c].values[0], name=attrs[c].name),))
     linenos = np.array([n for n, _ in rows])
     split = []
     for n, line in rows:

@@ -14,7 +14,7 @@ from torch import nn
 
 from .distributed import gather_with_grad
 from .encoder import build_timm_encoder
-from .heads import MLPHead
+from .projectors import ProjectionMLP
 
 __all__ = ["barlow_twins_loss", "BarlowTwinsLoss", "BarlowTwins"]
 
@@ -96,7 +96,7 @@ class BarlowTwins(nn.Module):
         super().__init__()
         self.encoder = build_timm_encoder(encoder_name, image_size, **(encoder_kwargs or {}))
         d = self.encoder.num_features
-        self.projector = MLPHead([d, proj_hidden_dim, proj_hidden_dim, proj_dim], last_bias=False)
+        self.projector = ProjectionMLP([d, proj_hidden_dim, proj_hidden_dim, proj_dim], last_bias=False)
         self.criterion = BarlowTwinsLoss(lambda_param)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoder import build_timm_encoder, ema_update_, make_ema_copy
-from .heads import MLPHead
+from .projectors import ProjectionMLP
 from .schedules import cosine_momentum
 
 __all__ = ["byol_loss", "BYOLLoss", "BYOL"]
@@ -72,8 +72,8 @@ class BYOL(nn.Module):
         super().__init__()
         self.encoder = build_timm_encoder(encoder_name, image_size, **(encoder_kwargs or {}))
         d = self.encoder.num_features
-        self.projector = MLPHead([d, proj_hidden_dim, proj_dim])
-        self.predictor = MLPHead([proj_dim, proj_hidden_dim, proj_dim])
+        self.projector = ProjectionMLP([d, proj_hidden_dim, proj_dim])
+        self.predictor = ProjectionMLP([proj_dim, proj_hidden_dim, proj_dim])
         self.target_encoder = make_ema_copy(self.encoder)
         self.target_projector = make_ema_copy(self.projector)
         self.base_momentum = base_momentum

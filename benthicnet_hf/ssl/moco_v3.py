@@ -17,7 +17,7 @@ from torch import nn
 
 from .distributed import gather_no_grad, rank
 from .encoder import build_timm_encoder, ema_update_, make_ema_copy
-from .heads import MLPHead
+from .projectors import ProjectionMLP
 from .schedules import cosine_momentum
 
 __all__ = ["moco_v3_loss", "MoCoV3Loss", "MoCoV3"]
@@ -98,8 +98,8 @@ class MoCoV3(nn.Module):
                 raise ValueError(f"freeze_patch_embed needs a ViT encoder, {encoder_name!r} has no patch_embed")
             self.encoder.patch_embed.requires_grad_(False)
         d = self.encoder.num_features
-        self.projector = MLPHead([d, proj_hidden_dim, proj_hidden_dim, proj_dim], last_batch_norm=True, last_batch_norm_affine=False)
-        self.predictor = MLPHead([proj_dim, proj_hidden_dim, proj_dim], last_batch_norm=True, last_batch_norm_affine=False)
+        self.projector = ProjectionMLP([d, proj_hidden_dim, proj_hidden_dim, proj_dim], last_batch_norm=True, last_batch_norm_affine=False)
+        self.predictor = ProjectionMLP([proj_dim, proj_hidden_dim, proj_dim], last_batch_norm=True, last_batch_norm_affine=False)
         self.momentum_encoder = make_ema_copy(self.encoder)
         self.momentum_projector = make_ema_copy(self.projector)
         self.base_momentum = base_momentum

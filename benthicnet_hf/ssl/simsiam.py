@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoder import build_timm_encoder
-from .heads import MLPHead
+from .projectors import ProjectionMLP
 
 __all__ = ["negative_cosine_similarity", "SimSiamLoss", "SimSiam"]
 
@@ -69,8 +69,8 @@ class SimSiam(nn.Module):
         super().__init__()
         self.encoder = build_timm_encoder(encoder_name, image_size, **(encoder_kwargs or {}))
         d = self.encoder.num_features
-        self.projector = MLPHead([d, proj_hidden_dim, proj_hidden_dim, proj_dim], last_batch_norm=True)
-        self.predictor = MLPHead([proj_dim, pred_hidden_dim, proj_dim])
+        self.projector = ProjectionMLP([d, proj_hidden_dim, proj_hidden_dim, proj_dim], last_batch_norm=True)
+        self.predictor = ProjectionMLP([proj_dim, pred_hidden_dim, proj_dim])
         self.criterion = SimSiamLoss()
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:

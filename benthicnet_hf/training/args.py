@@ -54,9 +54,9 @@ class FinetuneArguments:
         "by default that stops the run, since such a head learns to say yes to everything"))
     head_hidden_dim: int = field(default=2048, metadata=_help("hidden width of each head's MLP (0 = linear)"))
     head_dropout: float = field(default=0.7, metadata=_help("dropout inside each head"))
-    head_type: str | None = field(default=None, metadata=_help(
-        "mcm | per_level | masked_per_level | marginalisation | hsoftmax (config.head_type; default: the "
-        "--init_from model's, else mcm)"))
+    output_type: str | None = field(default=None, metadata={**_help(
+        "mcm | per_level | masked_per_level | marginalisation | hsoftmax (config.output_type; default: the "
+        "--init_from model's, else mcm; --head_type is its deprecated 0.1 name)"), "aliases": ["--head_type"]})
     image_size: int = field(default=224, metadata=_help("encoder input side in pixels"))
     init_head_bias: str = field(default="prior", metadata=_help(
         "output bias of fresh heads: prior (logit of each node's known-bit training frequency) | zero"))
@@ -133,10 +133,10 @@ class FinetuneArguments:
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        from ..configuration_benthicnet import HEAD_TYPES
+        from ..configuration_benthicnet import OUTPUT_TYPES
 
-        if self.head_type is not None and self.head_type not in HEAD_TYPES:
-            raise ValueError(f"--head_type must be one of {HEAD_TYPES}, got {self.head_type!r}")
+        if self.output_type is not None and self.output_type not in OUTPUT_TYPES:
+            raise ValueError(f"--output_type must be one of {OUTPUT_TYPES}, got {self.output_type!r}")
         if self.init_head_bias not in ("prior", "zero"):
             raise ValueError(f"--init_head_bias must be prior|zero, got {self.init_head_bias!r}")
         if self.lpros is not None and not self.lpros >= 0:

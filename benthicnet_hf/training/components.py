@@ -140,15 +140,15 @@ def build_model(args: Any, hierarchy: Hierarchy, node_weights: list[float] | Non
         if model.config.get_hierarchy().labels != hierarchy.labels:
             raise ValueError(f"--init_from {args.init_from}: its hierarchy ({model.config.num_nodes} nodes) differs "
                              f"from the data's ({hierarchy.num_nodes} nodes); pass the matching --hierarchy")
-        if args.head_type is not None and args.head_type != model.config.head_type:
-            raise ValueError(f"--head_type {args.head_type} does not match --init_from {args.init_from}, whose "
-                             f"heads are {model.config.head_type!r}")
+        if args.output_type is not None and args.output_type != model.config.output_type:
+            raise ValueError(f"--output_type {args.output_type} does not match --init_from {args.init_from}, whose "
+                             f"heads are {model.config.output_type!r}")
         if args.linear_probe:
             model.set_encoder_frozen(True)
         return model
     config = BenthicNetConfig(
         encoder_name=args.encoder, encoder_kwargs=args.encoder_kwargs_dict, hierarchy=hierarchy.to_list(),
-        head_hidden_dim=args.head_hidden_dim, head_dropout=args.head_dropout, head_type=args.head_type or "mcm",
+        head_hidden_dim=args.head_hidden_dim, head_dropout=args.head_dropout, output_type=args.output_type or "mcm",
         freeze_encoder=args.linear_probe, image_size=args.image_size, node_weights=node_weights,
         node_support=support, **args.ensemble_overrides,
     )

@@ -28,7 +28,7 @@ from .args import FinetuneArguments
 from .checkpointing import TrainingState, save_checkpoint
 from .components import (EpochCounter, build_model, keyed_seed, label_matrices, load_hierarchy, load_splits,
                          make_dataloaders, node_support, reseed_all)
-from .head_init import init_head_biases
+from .bias_init import init_head_biases
 from .main_process import run_on_main
 from .publish import push_final, save_final
 from .rare_node_options import EpochKeyedLPROSSampler, node_imbalance_weights

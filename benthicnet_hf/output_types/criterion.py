@@ -1,14 +1,14 @@
-"""A head type over a whole :class:`~benthicnet_hf.hierarchy.Hierarchy`: coherent probabilities
+"""A output type over a whole :class:`~benthicnet_hf.hierarchy.Hierarchy`: coherent probabilities
 and the masked per-head loss, in the global ``(batch, num_nodes)`` layout.
 
-This is the drop-in for the model's ``constraint``/``criterion`` pair when ``config.head_type`` is
-not ``"mcm"``: :meth:`HeadTypeCriterion.probabilities` replaces ``sigmoid(MCM(logits))`` and
-:meth:`HeadTypeCriterion.forward` returns the same
+This is the drop-in for the model's ``constraint``/``criterion`` pair when ``config.output_type`` is
+not ``"mcm"``: :meth:`OutputTypeCriterion.probabilities` replaces ``sigmoid(MCM(logits))`` and
+:meth:`OutputTypeCriterion.forward` returns the same
 :class:`~benthicnet_hf.losses.HierarchicalLossOutput` as :class:`~benthicnet_hf.losses.HierarchicalLoss`.
 
-Reduction: each head type gives a per-sample loss; samples without a usable label for a head are
+Reduction: each output type gives a per-sample loss; samples without a usable label for a head are
 left out of that head's mean, heads without a labelled sample in the batch are left out of the mean
-over heads (the reference's sample and head levels; the bit level is inside each head type).
+over heads (the reference's sample and head levels; the bit level is inside each output type).
 """
 
 from __future__ import annotations
@@ -18,25 +18,25 @@ from torch import Tensor, nn
 
 from ..hierarchy import Hierarchy
 from ..losses import HierarchicalLossOutput, known_targets, masked_head_reduction
-from .base import HeadType
-from .registry import build_head_type
+from .base import OutputType
+from .registry import build_output_type
 
 
-class HeadTypeCriterion(nn.Module):
-    """Head type ``head_type`` applied to every head of ``hierarchy``.
+class OutputTypeCriterion(nn.Module):
+    """Output type ``output_type`` applied to every head of ``hierarchy``.
 
     Example::
 
-        crit = HeadTypeCriterion(hierarchy, "hsoftmax")
+        crit = OutputTypeCriterion(hierarchy, "hsoftmax")
         probs = crit.probabilities(logits)             # (batch, N) coherent
         out = crit(logits, labels, label_mask)         # HierarchicalLossOutput
     """
 
-    def __init__(self, hierarchy: Hierarchy, head_type: str) -> None:
+    def __init__(self, hierarchy: Hierarchy, output_type: str) -> None:
         super().__init__()
-        self.head_type = head_type
+        self.output_type = output_type
         self.slices = [hierarchy.head_slice(i) for i in range(len(hierarchy.heads))]
-        self.handlers: list[HeadType] = [build_head_type(head_type, h) for h in hierarchy.heads]
+        self.handlers: list[OutputType] = [build_output_type(output_type, h) for h in hierarchy.heads]
         self.num_nodes = hierarchy.num_nodes
         # no buffers: nothing to restore after transformers builds the model on the meta device
 

@@ -1,6 +1,9 @@
-"""One head of a label hierarchy: a tree, a DAG or a flat set of classes.
+"""One taxonomy of a label hierarchy: a tree, a DAG or a flat set of classes.
 
-See :mod:`benthicnet_hf.hierarchy` for how heads are combined into a global node layout.
+A taxonomy is one CATAMI category (biota, substrate, relief, bedforms, colour) or one ARFF class
+attribute. The model gives each taxonomy its own classification head (the paper's "head"), so a
+taxonomy's name is also the name of its head in configs, losses and metrics (``"<head>/hml_ap"``).
+See :mod:`benthicnet_hf.hierarchy` for how taxonomies are combined into a global node layout.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class HierarchyError(ValueError):
     """A hierarchy definition is invalid (cycle, duplicate, empty head, bad parent)."""
 
 
-#: Fields of a head's dict form (:meth:`Head.to_dict`); ``name`` and ``nodes`` are required.
+#: Fields of a head's dict form (:meth:`Taxonomy.to_dict`); ``name`` and ``nodes`` are required.
 HEAD_FIELDS = ("name", "kind", "exhaustive", "sep", "nodes", "parents")
 
 
@@ -99,8 +102,8 @@ def check_head_dict(d: Any, where: str = "head entry") -> None:
 
 
 @dataclass(frozen=True)
-class Head:
-    """One head of a hierarchy.
+class Taxonomy:
+    """One taxonomy of a hierarchy (the labels of one classification head).
 
     Args:
         name: head name, e.g. ``"substrate"``.
@@ -240,7 +243,7 @@ class Head:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "head entry") -> "Head":
+    def from_dict(cls, d: dict[str, Any], where: str = "head entry") -> "Taxonomy":
         """A head from its :meth:`to_dict` form, validated strictly (:func:`check_head_dict`).
 
         ``where`` names the entry in errors (e.g. ``"hierarchy head 2"``).
@@ -258,7 +261,7 @@ class Head:
     @classmethod
     def from_paths(
         cls, name: str, paths: Iterable[str], sep: str = " > ", exhaustive: bool = True
-    ) -> "Head":
+    ) -> "Taxonomy":
         """A tree from full label paths. Missing intermediate nodes are created.
 
         Node order is the order of first appearance, a path's node before its implied parents
@@ -292,7 +295,7 @@ class Head:
     @classmethod
     def from_edges(
         cls, name: str, edges: Iterable[tuple[str, str]], exhaustive: bool = True
-    ) -> "Head":
+    ) -> "Taxonomy":
         """A DAG from ``(parent, child)`` id pairs, nodes in order of first appearance."""
         nodes: dict[str, int] = {}
         parents: list[list[int]] = []
@@ -312,6 +315,6 @@ class Head:
         )
 
     @classmethod
-    def flat(cls, name: str, classes: Sequence[str], exhaustive: bool = True) -> "Head":
+    def flat(cls, name: str, classes: Sequence[str], exhaustive: bool = True) -> "Taxonomy":
         """A flat multi-label head (no hierarchy), e.g. the CATAMI colour qualifier."""
         return cls(name=name, nodes=tuple(classes), kind="flat", exhaustive=exhaustive, sep="")

@@ -82,7 +82,7 @@ def init_head_biases(model: Any, targets: np.ndarray, mask: np.ndarray, how: str
                      eps: float = DEFAULT_EPS, unknown_prior: float = DEFAULT_UNKNOWN_PRIOR) -> torch.Tensor | None:
     """Set every head's output bias: ``logit(prior)`` (``how="prior"``) or 0 (``"zero"``).
 
-    Only for ``head_type="mcm"`` (independent sigmoids per node); other head types keep their own
+    Only for ``output_type="mcm"`` (independent sigmoids per node); other output types keep their own
     initialisation (logged) and None is returned.
 
     Args:
@@ -94,10 +94,10 @@ def init_head_biases(model: Any, targets: np.ndarray, mask: np.ndarray, how: str
     """
     if how not in HEAD_BIAS_INITS:
         raise ValueError(f"--init_head_bias must be one of {HEAD_BIAS_INITS}, got {how!r}")
-    head_type = getattr(model.config, "head_type", "mcm")
-    if head_type != "mcm":
-        logger.warning("--init_head_bias %s applies to head_type 'mcm' only; %r heads keep their init",
-                       how, head_type)
+    output_type = getattr(model.config, "output_type", "mcm")
+    if output_type != "mcm":
+        logger.warning("--init_head_bias %s applies to output_type 'mcm' only; %r heads keep their init",
+                       how, output_type)
         return None
     n = model.config.get_hierarchy().num_nodes
     if np.shape(targets)[1:] != (n,):

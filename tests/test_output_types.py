@@ -1,4 +1,4 @@
-"""Head types (ETHEC variants + C-HMCNN): coherence, normalisation, losses against formulas."""
+"""Output types (ETHEC variants + C-HMCNN): coherence, normalisation, losses against formulas."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pytest
 import torch
 from sklearn.metrics import precision_recall_fscore_support
 
-from benthicnet_hf.heads import HEAD_TYPES, HeadTypeCriterion, SinglePathError, build_head_type
-from benthicnet_hf.hierarchy import Head, Hierarchy
+from benthicnet_hf.output_types import OUTPUT_TYPES, OutputTypeCriterion, SinglePathError, build_output_type
+from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 from benthicnet_hf.losses import HierarchicalLoss
 
 # A > A1 > {A1a, A1b};  A > A2;  B > B1   (two roots, leaves at depths 2 and 3)
-TREE = Head.from_paths("t", ["A > A1 > A1a", "A > A1 > A1b", "A > A2", "B > B1"])
-COLOUR = Head.flat("colour", ["red", "green", "blue"])
+TREE = Taxonomy.from_paths("t", ["A > A1 > A1a", "A > A1 > A1b", "A > A2", "B > B1"])
+COLOUR = Taxonomy.flat("colour", ["red", "green", "blue"])
 HIER = Hierarchy((TREE, COLOUR))
 K = {k: i for i, k in enumerate(TREE.nodes)}
 PARENT = np.array([ps[0] if ps else -1 for ps in TREE.parents])
@@ -50,16 +50,16 @@ def logits() -> torch.Tensor:
     return torch.randn(6, len(TREE.nodes), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
-@pytest.mark.parametrize("head_type", list(HEAD_TYPES))
-def test_probabilities_are_coherent(head_type: str, logits: torch.Tensor) -> None:
-    p = build_head_type(head_type, TREE).probabilities(logits).numpy()
+@pytest.mark.parametrize("output_type", list(OUTPUT_TYPES))
+def test_probabilities_are_coherent(output_type: str, logits: torch.Tensor) -> None:
+    p = build_output_type(output_type, TREE).probabilities(logits).numpy()
     assert p.shape == logits.shape and (p >= 0).all() and (p <= 1 + 1e-12).all()
     child = PARENT >= 0
     assert (p[:, child] <= p[:, PARENT[child]] + 1e-12).all()
 
 
 def test_hsoftmax_is_product_of_sibling_softmaxes(logits: torch.Tensor) -> None:
-    p = build_head_type("hsoftmax", TREE).probabilities(logits).numpy()
+    p = build_output_type("hsoftmax", TREE).probabilities(logits).numpy()
     x = logits.numpy()
     for b in range(x.shape[0]):
         cond = np.zeros(len(TREE.nodes))
@@ -77,7 +77,7 @@ def test_hsoftmax_is_product_of_sibling_softmaxes(logits: torch.Tensor) -> None:
 
 
 def test_marginalisation_sums_leaves(logits: torch.Tensor) -> None:
-    p = build_head_type("marginalisation", TREE).probabilities(logits).numpy()
+    p = build_output_type("marginalisation", TREE).probabilities(logits).numpy()
     leaves = np.array([not c for c in TREE.children])
     x = logits.numpy()
     for b in range(x.shape[0]):
@@ -92,7 +92,7 @@ def test_marginalisation_sums_leaves(logits: torch.Tensor) -> None:
 
 
 def test_per_level_is_min_of_level_softmax_along_path(logits: torch.Tensor) -> None:
-    p = build_head_type("per_level", TREE).probabilities(logits).numpy()
+    p = build_output_type("per_level", TREE).probabilities(logits).numpy()
     x = logits.numpy()
     for b in range(x.shape[0]):
         q = np.zeros(len(TREE.nodes))
@@ -103,7 +103,7 @@ def test_per_level_is_min_of_level_softmax_along_path(logits: torch.Tensor) -> N
 
 
 def test_masked_per_level_restricts_to_children_of_prediction(logits: torch.Tensor) -> None:
-    p = build_head_type("masked_per_level", TREE).probabilities(logits).numpy()
+    p = build_output_type("masked_per_level", TREE).probabilities(logits).numpy()
     x = logits.numpy()
     for b in range(x.shape[0]):
         q = np.zeros(len(TREE.nodes))
@@ -122,8 +122,8 @@ ROWS = ["A > A1 > A1b", "A > A1", "B > B1", None, "A > A2", "A"]
 def test_level_losses_match_formulas(logits: torch.Tensor) -> None:
     t, m = encode(ROWS)
     x = logits.numpy()
-    for head_type in SINGLE_PATH:
-        h = build_head_type(head_type, TREE)
+    for output_type in SINGLE_PATH:
+        h = build_output_type(output_type, TREE)
         got = h.loss(logits, t.double(), m.double()).numpy()
         probs = h.probabilities(logits).numpy()
         for b, key in enumerate(ROWS):
@@ -131,14 +131,14 @@ def test_level_losses_match_formulas(logits: torch.Tensor) -> None:
                 assert got[b] == 0
                 continue
             nodes = path(key)
-            if head_type in ("per_level", "masked_per_level"):
+            if output_type in ("per_level", "masked_per_level"):
                 expected = -sum(np.log(np_softmax(x[b, DEPTH == DEPTH[n]])[np.flatnonzero(DEPTH == DEPTH[n]).tolist().index(n)])
                                 for n in nodes)
-            elif head_type == "marginalisation":
+            elif output_type == "marginalisation":
                 expected = -sum(np.log(probs[b, n]) for n in nodes)
             else:  # hsoftmax: -log P(deepest labelled node)
                 expected = -np.log(probs[b, nodes[-1]])
-            assert got[b] == pytest.approx(expected, rel=1e-9), (head_type, key)
+            assert got[b] == pytest.approx(expected, rel=1e-9), (output_type, key)
         np.testing.assert_array_equal(h.labelled(t, m).numpy(), [k is not None for k in ROWS])
 
 
@@ -146,12 +146,12 @@ def test_single_path_errors_name_head_and_row() -> None:
     t, m = encode(["A > A2", "A > A1"])
     t[1, K["A > A2"]] = 1  # two labels at depth 2
     with pytest.raises(SinglePathError, match=r"head 't', row 1: 2 labels at depth 2"):
-        build_head_type("hsoftmax", TREE).loss(torch.zeros(2, len(TREE.nodes)), t, m)
-    dag = Head.from_edges("go", [("r", "a"), ("r", "b"), ("a", "c"), ("b", "c")])
+        build_output_type("hsoftmax", TREE).loss(torch.zeros(2, len(TREE.nodes)), t, m)
+    dag = Taxonomy.from_edges("go", [("r", "a"), ("r", "b"), ("a", "c"), ("b", "c")])
     with pytest.raises(SinglePathError, match="head 'go' is a DAG"):
-        build_head_type("per_level", dag)
-    with pytest.raises(ValueError, match="unknown head_type"):
-        build_head_type("softmax", TREE)
+        build_output_type("per_level", dag)
+    with pytest.raises(ValueError, match="unknown output_type"):
+        build_output_type("softmax", TREE)
 
 
 def test_criterion_reduction_and_flat_heads() -> None:
@@ -161,9 +161,9 @@ def test_criterion_reduction_and_flat_heads() -> None:
     t = torch.cat([t_tree.double(), colour_t], 1)
     m = torch.cat([m_tree.double(), colour_m], 1)
     x = torch.randn(6, HIER.num_nodes, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    crit = HeadTypeCriterion(HIER, "hsoftmax")
+    crit = OutputTypeCriterion(HIER, "hsoftmax")
     out = crit(x, t, m)
-    tree_loss = build_head_type("hsoftmax", TREE).loss(x[:, :7], t[:, :7], m[:, :7])
+    tree_loss = build_output_type("hsoftmax", TREE).loss(x[:, :7], t[:, :7], m[:, :7])
     labelled = torch.tensor([k is not None for k in ROWS])
     tree_mean = tree_loss[labelled].mean()
     c = x[:, 7:]
@@ -174,11 +174,11 @@ def test_criterion_reduction_and_flat_heads() -> None:
     np.testing.assert_allclose(crit.probabilities(x)[:, 7:].numpy(), torch.sigmoid(c).numpy())
     # the per-head "mcm" type reproduces HierarchicalLoss
     ref = HierarchicalLoss(HIER)(x, t, m).loss
-    assert float(HeadTypeCriterion(HIER, "mcm")(x, t, m).loss) == pytest.approx(float(ref), rel=1e-10)
+    assert float(OutputTypeCriterion(HIER, "mcm")(x, t, m).loss) == pytest.approx(float(ref), rel=1e-10)
 
 
-@pytest.mark.parametrize("head_type", list(HEAD_TYPES))
-def test_short_training_reduces_loss(head_type: str) -> None:
+@pytest.mark.parametrize("output_type", list(OUTPUT_TYPES))
+def test_short_training_reduces_loss(output_type: str) -> None:
     torch.manual_seed(0)
     keys = ["A > A1 > A1a", "A > A1 > A1b", "A > A2", "B > B1", "A > A1"]
     rows = [keys[i % len(keys)] for i in range(40)]
@@ -187,7 +187,7 @@ def test_short_training_reduces_loss(head_type: str) -> None:
     m = torch.cat([m, torch.ones(40, 3)], 1)
     feats = torch.randn(40, 8) + 2.0 * torch.nn.functional.one_hot(torch.arange(40) % 5, 8).float()
     model = torch.nn.Linear(8, HIER.num_nodes)
-    crit = HeadTypeCriterion(HIER, head_type)
+    crit = OutputTypeCriterion(HIER, output_type)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     losses = []
     for _ in range(30):
@@ -216,23 +216,23 @@ def test_level_scores_match_sklearn() -> None:
             assert got[f"level{d}/f1_{avg}"] == pytest.approx(f)
 
 
-@pytest.mark.parametrize("head_type", ["hsoftmax", "marginalisation"])
-def test_model_config_head_type_round_trip(head_type: str, tmp_path) -> None:
+@pytest.mark.parametrize("output_type", ["hsoftmax", "marginalisation"])
+def test_model_config_head_type_round_trip(output_type: str, tmp_path) -> None:
     from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
     from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
 
     cfg = BenthicNetConfig(encoder_name="test_resnet", hierarchy=HIER.to_list(), head_hidden_dim=0,
-                           head_type=head_type, image_size=32)
+                           output_type=output_type, image_size=32)
     model = BenthicNetForHierarchicalClassification(cfg).eval()
     x = torch.randn(2, 3, 32, 32)
     t_tree, m_tree = encode(["A > A1 > A1b", "B"])
     t = torch.cat([t_tree, torch.tensor([[1.0, 0, 0], [0, 0, 0]])], 1)
     m = torch.cat([m_tree, torch.tensor([[1.0, 1, 1], [0, 0, 0]])], 1)
     out = model(x, labels=t, label_mask=m)
-    expected = HeadTypeCriterion(HIER, head_type)(out.logits.float(), t, m).loss
+    expected = OutputTypeCriterion(HIER, output_type)(out.logits.float(), t, m).loss
     assert float(out.loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
-    torch.testing.assert_close(out.probabilities.detach(), HeadTypeCriterion(HIER, head_type).probabilities(out.logits.detach()))
+    torch.testing.assert_close(out.probabilities.detach(), OutputTypeCriterion(HIER, output_type).probabilities(out.logits.detach()))
     model.save_pretrained(tmp_path)
     again = BenthicNetForHierarchicalClassification.from_pretrained(tmp_path).eval()
-    assert again.config.head_type == head_type
+    assert again.config.output_type == output_type
     torch.testing.assert_close(again(x).probabilities, out.probabilities)

@@ -19,17 +19,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..hierarchy import Head
-from .base import HeadType
+from ..hierarchy import Taxonomy
+from .base import OutputType
 from .single_path import SinglePathIndex, grouped_log_softmax
 
 
-class PerLevelHead(HeadType):
+class PerLevelOutputType(OutputType):
     """One softmax per depth level. ``logits (batch, n)`` → probabilities ``(batch, n)``."""
 
     name = "per_level"
 
-    def __init__(self, head: Head) -> None:
+    def __init__(self, head: Taxonomy) -> None:
         super().__init__(head)
         self.index = SinglePathIndex(head, self.name)
 
@@ -53,7 +53,7 @@ class PerLevelHead(HeadType):
         return (self.index.level_labels(targets, mask) >= 0).any(1)
 
 
-class MaskedPerLevelHead(PerLevelHead):
+class MaskedPerLevelOutputType(PerLevelOutputType):
     """Per-level classifier whose inference restricts depth d to the children of the predicted
     depth-(d-1) node."""
 

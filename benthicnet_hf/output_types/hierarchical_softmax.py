@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..hierarchy import Head
-from .base import HeadType
+from ..hierarchy import Taxonomy
+from .base import OutputType
 from .single_path import SinglePathIndex, grouped_log_softmax
 
 
-class HierarchicalSoftmaxHead(HeadType):
+class HierarchicalSoftmaxOutputType(OutputType):
     """Softmax over each node's children; path probability = product along the path."""
 
     name = "hsoftmax"
 
-    def __init__(self, head: Head) -> None:
+    def __init__(self, head: Taxonomy) -> None:
         super().__init__(head)
         self.index = SinglePathIndex(head, self.name)
 

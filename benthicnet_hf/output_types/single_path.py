@@ -1,8 +1,8 @@
-"""Index structures and label checks shared by the single-path (tree) head types.
+"""Index structures and label checks shared by the single-path (tree) output types.
 
-The ETHEC head types (Dhall et al. 2020, arXiv 2004.03459) assume one label per level: a sample's
+The ETHEC output types (Dhall et al. 2020, arXiv 2004.03459) assume one label per level: a sample's
 positives in a tree head form one root-to-node path. :class:`SinglePathIndex` precomputes, for one
-:class:`~benthicnet_hf.hierarchy.Head`, the local index arrays the head types need, so that their
+:class:`~benthicnet_hf.hierarchy.Taxonomy`, the local index arrays the output types need, so that their
 forward passes are gathers and scatters (no Python loops over samples or nodes).
 
 Labels: ``targets``/``mask`` are a head's ``(batch, n_nodes)`` slice of the encoder's output
@@ -18,19 +18,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..hierarchy import Head
+from ..hierarchy import Taxonomy
 
 
 class SinglePathError(ValueError):
-    """A head or a label row does not fit a single-path (tree, one label per level) head type."""
+    """A head or a label row does not fit a single-path (tree, one label per level) output type."""
 
 
-def require_tree(head: Head, head_type: str) -> None:
+def require_tree(head: Taxonomy, output_type: str) -> None:
     """Raise :class:`SinglePathError` unless ``head`` is a tree (or flat) head."""
     if head.kind == "dag":
         raise SinglePathError(
-            f"head {head.name!r} is a DAG: head_type {head_type!r} needs single-path tree heads "
-            "(use head_type='mcm' for DAG heads)"
+            f"head {head.name!r} is a DAG: output_type {output_type!r} needs single-path tree heads "
+            "(use output_type='mcm' for DAG heads)"
         )
 
 
@@ -77,10 +77,10 @@ class SinglePathIndex:
         level_onehot: ``(n, L)`` float, node j at depth d has a 1 in column d-1.
     """
 
-    def __init__(self, head: Head, head_type: str) -> None:
-        require_tree(head, head_type)
+    def __init__(self, head: Taxonomy, output_type: str) -> None:
+        require_tree(head, output_type)
         self.name = head.name
-        self.head_type = head_type
+        self.output_type = output_type
         n = len(head.nodes)
         self.n = n
         depth = np.asarray(head.depth, dtype=np.int64)
@@ -137,8 +137,8 @@ class SinglePathIndex:
             found = positive[row].nonzero().flatten().tolist()
             raise SinglePathError(
                 f"head {self.name!r}, row {row}: {int(counts[row, level])} labels at depth {level + 1} "
-                f"(nodes {found}); head_type {self.head_type!r} needs one label per level "
-                "(single-path rows); use head_type='mcm' for multi-label heads"
+                f"(nodes {found}); output_type {self.output_type!r} needs one label per level "
+                "(single-path rows); use output_type='mcm' for multi-label heads"
             )
         code = torch.where(positive, idx.node_ids + 1, 0)  # 0 = no positive
         out = torch.zeros(targets.shape[0], idx.L, dtype=torch.long, device=targets.device)

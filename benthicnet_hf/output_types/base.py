@@ -1,6 +1,6 @@
-"""The interface every head type implements for one :class:`~benthicnet_hf.hierarchy.Head`.
+"""The interface every output type implements for one :class:`~benthicnet_hf.hierarchy.Taxonomy`.
 
-A head type turns a head's raw logits ``(batch, n_nodes)`` into coherent per-node probabilities in
+A output type turns a head's raw logits ``(batch, n_nodes)`` into coherent per-node probabilities in
 the C-HMCNN layout (one column per node, no child above its parent) and into a per-sample loss
 that the masked per-head reduction (:func:`benthicnet_hf.losses.masked_head_reduction`) averages.
 """
@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..hierarchy import Head
+from ..hierarchy import Taxonomy
 
 
-class HeadType:
+class OutputType:
     """Base class. Subclasses set :attr:`name` and implement the three methods below."""
 
     name: str = ""
 
-    def __init__(self, head: Head) -> None:
+    def __init__(self, head: Taxonomy) -> None:
         self.head = head
 
     @staticmethod
-    def num_outputs(head: Head) -> int:
+    def num_outputs(head: Taxonomy) -> int:
         """Logits the classifier layer must produce for ``head``: one per node for every head
         type, so logits, checkpoints and the widget export keep the ``(batch, num_nodes)`` layout
         (marginalisation reads only the leaf columns)."""

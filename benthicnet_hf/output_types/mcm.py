@@ -1,10 +1,10 @@
-"""The C-HMCNN head (max-constraint + MCLoss) and the flat multi-label head, as head types.
+"""The C-HMCNN head (max-constraint + MCLoss) and the flat multi-label head, as output types.
 
-``"mcm"`` is the model's default: :class:`MCMHead` restates, per head, what
+``"mcm"`` is the model's default: :class:`MCMOutputType` restates, per head, what
 :class:`~benthicnet_hf.constraint.MaxConstraint` and :class:`~benthicnet_hf.losses.HierarchicalLoss`
 do for the whole hierarchy (its per-sample loss is the mean MCLoss over the sample's known bits),
-so every head type can be used through one interface. Flat heads (e.g. colour) are multi-label:
-every head type treats them with :class:`FlatSigmoidHead` (sigmoid + masked BCE), never softmax.
+so every output type can be used through one interface. Flat heads (e.g. colour) are multi-label:
+every output type treats them with :class:`FlatSigmoidOutputType` (sigmoid + masked BCE), never softmax.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..constraint import max_constraint
-from ..hierarchy import Head, Hierarchy
+from ..hierarchy import Taxonomy, Hierarchy
 from ..losses import mcloss_logits
-from .base import HeadType
+from .base import OutputType
 
 
 def _mean_over_known(per_bit: Tensor, mask: Tensor) -> Tensor:
@@ -24,13 +24,13 @@ def _mean_over_known(per_bit: Tensor, mask: Tensor) -> Tensor:
     return (per_bit * m).sum(1) / m.sum(1).clamp_min(1)
 
 
-class MCMHead(HeadType):
+class MCMOutputType(OutputType):
     """C-HMCNN: ``sigmoid(MCM(logits))``; per-sample loss = mean MCLoss over known bits.
     Works for tree, DAG and flat heads (flat heads have only self pairs: plain BCE)."""
 
     name = "mcm"
 
-    def __init__(self, head: Head) -> None:
+    def __init__(self, head: Taxonomy) -> None:
         super().__init__(head)
         self._pairs_np = Hierarchy((head,)).ancestor_pairs
         self._pairs_by_device: dict[torch.device, Tensor] = {}
@@ -54,7 +54,7 @@ class MCMHead(HeadType):
         return (mask > 0.5).any(1)
 
 
-class FlatSigmoidHead(HeadType):
+class FlatSigmoidOutputType(OutputType):
     """Flat multi-label head: independent sigmoids, per-sample loss = mean BCE over known bits."""
 
     name = "flat"

@@ -1,6 +1,6 @@
 """Projection and prediction MLPs used by the joint-embedding methods.
 
-Each head is ``Linear -> BatchNorm1d -> ReLU`` for every hidden layer and a final ``Linear``,
+Each projector is ``Linear -> BatchNorm1d -> ReLU`` for every hidden layer and a final ``Linear``,
 optionally followed by a BatchNorm (SimSiam, MoCo v3). Dimensions default to the papers' values
 in each method module; tests pass small ones.
 """
@@ -12,10 +12,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLPHead"]
+__all__ = ["ProjectionMLP"]
 
 
-class MLPHead(nn.Sequential):
+class ProjectionMLP(nn.Sequential):
     """MLP ``dims[0] -> dims[1] -> ... -> dims[-1]`` with BN + ReLU between layers.
 
     Args:
@@ -39,7 +39,7 @@ class MLPHead(nn.Sequential):
         last_bias: bool = True,
     ) -> None:
         if len(dims) < 2:
-            raise ValueError(f"MLPHead needs at least an input and an output width, got dims={list(dims)}")
+            raise ValueError(f"ProjectionMLP needs at least an input and an output width, got dims={list(dims)}")
         layers: list[nn.Module] = []
         for d_in, d_out in zip(dims[:-2], dims[1:-1]):
             layers += [nn.Linear(d_in, d_out, bias=bias), nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]

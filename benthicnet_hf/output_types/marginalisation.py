@@ -16,17 +16,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..hierarchy import Head
-from .base import HeadType
+from ..hierarchy import Taxonomy
+from .base import OutputType
 from .single_path import SinglePathIndex, scatter_logsumexp
 
 
-class MarginalisationHead(HeadType):
+class MarginalisationOutputType(OutputType):
     """Softmax over leaves, inner nodes = sums over their leaves. ``(batch, n)`` → ``(batch, n)``."""
 
     name = "marginalisation"
 
-    def __init__(self, head: Head) -> None:
+    def __init__(self, head: Taxonomy) -> None:
         super().__init__(head)
         self.index = SinglePathIndex(head, self.name)
         leaves = [i for i, c in enumerate(head.children) if not c]
