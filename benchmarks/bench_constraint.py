@@ -45,7 +45,7 @@ def run_case(case: str, batch: int, variant: str, reps: int) -> dict:
     import torch.nn.functional as F
 
     from benthicnet_hf import Hierarchy
-    from benthicnet_hf.arff_hierarchy import taxonomy_from_arff
+    from benthicnet_hf.data.arff import taxonomy_from_arff
     from benthicnet_hf.constraint import dense_max_constraint
     from benthicnet_hf.losses import mcloss_logits
 

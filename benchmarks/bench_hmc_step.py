@@ -3,9 +3,9 @@
 Network 80 → 1000 → 1000 → 96 (ReLU, dropout 0.7), batch 4, one CPU thread — the setting of the
 C-HMCNN reference for ImCLEF07A (592 epochs × 2,752 steps, which is why the optimiser step matters).
 
-- **ours** (:mod:`benthicnet_hf.hmc.train`): MCLoss through the gather max-constraint in float32
-  (:class:`~benthicnet_hf.hmc.train.MaskedMCLoss`) and ``Adam(fused=True)``;
-- **reference-style**: the dense float64 ``B×N×N`` MCLoss (:class:`~benthicnet_hf.hmc.train.DenseMCLoss`)
+- **ours** (:mod:`benthicnet_hf.experiments.hmc.train`): MCLoss through the gather max-constraint in float32
+  (:class:`~benthicnet_hf.experiments.hmc.train.MaskedMCLoss`) and ``Adam(fused=True)``;
+- **reference-style**: the dense float64 ``B×N×N`` MCLoss (:class:`~benthicnet_hf.experiments.hmc.train.DenseMCLoss`)
   and torch's default ``Adam`` (a per-parameter loop on CPU), as the reference's ``main.py``.
 
 Both take the same batches from the same start weights; rounds alternate (ours, reference, ...) so
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from benthicnet_hf.hmc.arff import load_hmc
-from benthicnet_hf.hmc.rare import build_network
-from benthicnet_hf.hmc.train import DenseMCLoss, MaskedMCLoss, prepare_tensors
+from benthicnet_hf.experiments.hmc.arff import load_hmc
+from benthicnet_hf.experiments.hmc.rare import build_network
+from benthicnet_hf.experiments.hmc.train import DenseMCLoss, MaskedMCLoss, prepare_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,8 +32,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benthicnet_hf.hmc.arff import dataset_prefixes  # noqa: E402
-from benthicnet_hf.hmc import (  # noqa: E402
+from benthicnet_hf.experiments.hmc.arff import dataset_prefixes  # noqa: E402
+from benthicnet_hf.experiments.hmc import (  # noqa: E402
     LOSSES,
     REFERENCE_SETTINGS,
     HMCConfig,

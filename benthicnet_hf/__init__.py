@@ -5,7 +5,7 @@ on first use, so ``import benthicnet_hf`` stays fast for label work.
 """
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .hierarchy import Taxonomy, Hierarchy, HierarchyError
 from .labels import EncodedLabels, LabelEncoder, UnknownLabelError, decode
@@ -30,6 +30,22 @@ _LAZY = {
 }
 
 
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time _LAZY imports on first use
+    from .configuration_benthicnet import BenthicNetConfig
+    from .constraint import MaxConstraint
+    from .conversion import LoadReport, load_encoder_weights, save_encoder_safetensors
+    from .image_processing import make_image_processor
+    from .losses import HierarchicalLoss
+    from .metrics import compute_metrics
+    from .modeling_benthicnet import (
+        BenthicNetClassifierOutput,
+        BenthicNetForHierarchicalClassification,
+        BenthicNetModel,
+    )
+    from .prediction import predict_paths
+    from .widget_export import WidgetExportError, export_for_widget
+
+
 def __getattr__(name: str) -> Any:
     if name == "Head":  # deprecated alias of Taxonomy, kept for one release
         from . import hierarchy
@@ -51,5 +67,24 @@ __all__ = [
     "EncodedLabels",
     "UnknownLabelError",
     "decode",
-    *_LAZY,
+    # lazy (listed literally, not *_LAZY, so IDEs and linters read them)
+    "BenthicNetConfig",
+    "BenthicNetModel",
+    "BenthicNetForHierarchicalClassification",
+    "BenthicNetClassifierOutput",
+    "make_image_processor",
+    "predict_paths",
+    "export_for_widget",
+    "WidgetExportError",
+    "MaxConstraint",
+    "HierarchicalLoss",
+    "load_encoder_weights",
+    "save_encoder_safetensors",
+    "LoadReport",
+    "compute_metrics",
 ]
+
+
+def __dir__() -> list[str]:
+    """Module globals plus the lazy names, so ``dir()`` and tab completion list them all."""
+    return sorted(set(globals()) | set(__all__))

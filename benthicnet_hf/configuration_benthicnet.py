@@ -13,17 +13,17 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from .hierarchy import Hierarchy, fingerprint_difference
+from .losses import NODE_WEIGHT_BITS
 
 #: BenthicNet image statistics (the reference's normalisation), RGB.
 BENTHICNET_MEAN = (0.359, 0.413, 0.386)
 BENTHICNET_STD = (0.219, 0.215, 0.209)
 
-#: Head variants understood by :mod:`.modeling_benthicnet`: C-HMCNN and the ETHEC variants of
-#: :mod:`benthicnet_hf.output_types` (single-path tree heads only).
-OUTPUT_TYPES = ("mcm", "per_level", "masked_per_level", "marginalisation", "hsoftmax")
-
-#: Which bits of an ``"mcm"`` head's loss ``node_weights`` multiply (``rare_nodes.weights.bit_weights``).
-NODE_WEIGHT_BITS = ("negative", "positive", "all")
+#: The output types (``config.output_type``): how a taxonomy's logits become coherent probabilities
+#: and a masked loss. The one list of names: ``"mcm"`` (C-HMCNN, :class:`.losses.MCMCriterion`) and
+#: the ETHEC variants; :data:`benthicnet_hf.output_types.OUTPUT_TYPES` maps each to its class and
+#: checks at import that it covers exactly these names. Kept here so that remote code validates configs.
+OUTPUT_TYPE_NAMES = ("mcm", "per_level", "masked_per_level", "marginalisation", "hsoftmax")
 
 #: Per-node ensemble uncertainty measures (``rare_nodes.uncertainty.MODES``; repeated here because a
 #: remote-code config may not import the package) and the public code's aliases for them.
@@ -126,10 +126,11 @@ class BenthicNetConfig(PretrainedConfig):
         node_weights (`list[float]`, *optional*): per-node loss multipliers, ``(num_nodes,)``, e.g. the
             imbalance weights of ``rare_nodes.imbalance_weights`` (stored here so that a saved model
             reproduces its training objective).
-        node_weights_apply_to (`str`, defaults to ``"negative"``): for ``output_type="mcm"``, which bits
-            the node weight multiplies: ``"negative"`` (``y = 0`` bits, what the rare-node paper's
-            public code does in effect), ``"positive"`` or ``"all"``. The ETHEC output types weight
-            the labelled node's term.
+        node_weights_apply_to (`str`, defaults to ``"negative"``): for ``output_type="mcm"`` (and flat
+            heads under every output type), which bits the node weight multiplies
+            (``losses.bit_weights``): ``"negative"`` (``y = 0`` bits, what the rare-node paper's public
+            code does in effect), ``"positive"`` or ``"all"``. The ETHEC output types of tree heads
+            weight the labelled node's term.
         ensemble_size (`int`, defaults to 1): ``K`` independent copies of the whole head stack over the
             shared encoder, computed batched (stacked weights ``(K, out, in)``; ``output_type="mcm"``
             only). Each member is trained on every batch; the loss is the mean of the members' losses.
@@ -200,8 +201,8 @@ class BenthicNetConfig(PretrainedConfig):
         if reserved:
             raise ValueError(f"encoder_kwargs must not set {reserved}: the model always uses "
                              "num_classes=0 and pretrained=False (load weights with load_encoder)")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if output_type not in OUTPUT_TYPE_NAMES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPE_NAMES}, got {output_type!r}")
         if head_hidden_dim < 0:
             raise ValueError(f"head_hidden_dim must be >= 0 (0 = linear heads), got {head_hidden_dim}")
         if node_weights is not None and len(node_weights) != hier.num_nodes:
@@ -276,10 +277,6 @@ class BenthicNetConfig(PretrainedConfig):
         if self.node_support is None:
             return None
         return [p > 0 for p in self.node_support["positives"]]
-
-    @property
-    def hierarchy_obj(self) -> Hierarchy:
-        return self.get_hierarchy()
 
     @property
     def num_nodes(self) -> int:

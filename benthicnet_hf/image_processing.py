@@ -37,6 +37,15 @@ class BenthicNetImageProcessor(BitImageProcessor):
         return tvF.crop(image, top, left, size.height, size.width)
 
 
+def eval_data_config(config: Any) -> dict[str, Any]:
+    """The processor's preprocessing as timm's data config (``input_size``, ``interpolation``,
+    ``crop_pct``, ``crop_mode``, ``mean``, ``std``), for ``timm.data.create_transform`` and timm's
+    ``pretrained_cfg``; ``config`` is a :class:`BenthicNetConfig`."""
+    size = int(config.image_size)
+    return {"input_size": (3, size, size), "interpolation": "bicubic", "crop_pct": float(config.crop_pct),
+            "crop_mode": "center", "mean": tuple(config.image_mean), "std": tuple(config.image_std)}
+
+
 def make_image_processor(config: Any) -> BenthicNetImageProcessor:
     """A :class:`BenthicNetImageProcessor` reproducing timm's eval transform for ``config``.
 

@@ -23,6 +23,13 @@ Reduction (as the BenthicNet reference, "masked at three levels"), per head:
 Unknown bits never move the loss: targets enter the max-constraint as ``known_targets(targets,
 mask)`` (0 wherever ``mask = 0``), so any value on an unknown bit — even NaN — gives bit-identical
 loss and gradients. Without it an unknown ``y = 1`` would feed MCM(y·p) of its ancestors.
+
+Node weights (``config.node_weights``) multiply bits, not nodes: :func:`bit_weights` maps a
+``(N,)`` node weight onto the ``y = 0`` bits, the ``y = 1`` bits or all bits
+(:data:`NODE_WEIGHT_BITS`). :class:`MCMCriterion` is the ``"mcm"`` output type over a whole
+hierarchy (coherent probabilities + this masked, weighted loss): the one implementation that the
+model, :class:`~benthicnet_hf.output_types.OutputTypeCriterion` and the per-taxonomy
+:class:`~benthicnet_hf.output_types.MCMOutputType` all use.
 """
 
 from __future__ import annotations
@@ -33,8 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .constraint import max_constraint
+from .constraint import MaxConstraint, max_constraint
 from .hierarchy import Hierarchy
+
+#: Which bits of the MCLoss a node weight multiplies (:func:`bit_weights`, ``config.node_weights_apply_to``).
+NODE_WEIGHT_BITS = ("negative", "positive", "all")
 
 
 class HierarchicalLossOutput(NamedTuple):
@@ -69,6 +79,38 @@ def mcloss_logits(logits: Tensor, targets: Tensor, ancestor_pairs: Tensor) -> Te
     constrained = max_constraint(logits, ancestor_pairs)
     positive_only = max_constraint(logits.masked_fill(~y, neg), ancestor_pairs)
     return torch.where(y, positive_only, constrained)
+
+
+def mcloss(logits: Tensor, targets: Tensor, ancestor_pairs: Tensor) -> Tensor:
+    """Unreduced, unmasked MCLoss per bit: ``BCE_with_logits(mcloss_logits(...), y)``, ``(batch, N)``.
+
+    Flat heads only have self pairs, where ``h = x``: plain BCE, so one formula serves every head.
+    """
+    h = mcloss_logits(logits, targets, ancestor_pairs)
+    return F.binary_cross_entropy_with_logits(h, targets.to(h.dtype), reduction="none")
+
+
+def bit_weights(node_weights: Tensor, targets: Tensor, apply_to: str = "positive") -> Tensor:
+    """Per-bit multiplier from node weights.
+
+    Args:
+        node_weights: ``(N,)`` node weights ``w`` (or already per bit, ``(..., N)``).
+        targets: ``(..., N)`` 0/1 targets (known bits; unknown bits are masked out of the loss anyway).
+        apply_to: ``"positive"`` (``w_j`` where ``y = 1``, 1 elsewhere; the rare-node paper),
+            ``"negative"`` (``w_j`` where ``y = 0``; what its public code does, the model's default) or
+            ``"all"``.
+
+    Returns:
+        ``(..., N)`` weights in ``node_weights``'s dtype.
+    """
+    if apply_to not in NODE_WEIGHT_BITS:
+        raise ValueError(f"apply_to must be one of {NODE_WEIGHT_BITS}, got {apply_to!r}")
+    w = node_weights.to(device=targets.device)
+    if apply_to == "all":
+        return w.expand(targets.shape)
+    y = targets > 0.5
+    on = y if apply_to == "positive" else ~y
+    return torch.where(on, w, torch.ones_like(w))
 
 
 def masked_head_reduction(
@@ -124,8 +166,7 @@ class HierarchicalLoss(nn.Module):
 
     def per_bit(self, logits: Tensor, targets: Tensor) -> Tensor:
         """``(batch, N)`` unreduced, unmasked loss (MCLoss on hierarchical heads, BCE on flat ones)."""
-        h = mcloss_logits(logits, targets, self.ancestor_pairs)
-        return F.binary_cross_entropy_with_logits(h, targets.to(h.dtype), reduction="none")
+        return mcloss(logits, targets, self.ancestor_pairs)
 
     def forward(
         self, logits: Tensor, targets: Tensor, mask: Tensor, weights: Tensor | None = None
@@ -147,3 +188,44 @@ class HierarchicalLoss(nn.Module):
         if weights is not None:
             per_bit = per_bit * weights.to(per_bit.dtype)
         return masked_head_reduction(per_bit, mask, self.head_of_node, self.num_heads)
+
+
+
+class MCMCriterion(nn.Module):
+    """The ``"mcm"`` output type (C-HMCNN) over a whole hierarchy: coherent probabilities
+    ``sigmoid(MCM(logits))`` and the masked MCLoss with node weights on the bits of ``apply_to``.
+
+    The model's criterion for ``output_type="mcm"``; needs nothing outside this file's siblings, so
+    it runs as remote code.
+
+    Args:
+        hierarchy: the label hierarchy (global node layout, ``N`` nodes).
+        node_weights_apply_to: which bits node weights multiply (:data:`NODE_WEIGHT_BITS`).
+
+    Example::
+
+        crit = MCMCriterion(hierarchy)
+        probs = crit.probabilities(logits)                      # (batch, N) coherent
+        out = crit(logits, labels, label_mask, node_weights)    # HierarchicalLossOutput
+    """
+
+    def __init__(self, hierarchy: Hierarchy, node_weights_apply_to: str = "negative") -> None:
+        super().__init__()
+        if node_weights_apply_to not in NODE_WEIGHT_BITS:
+            raise ValueError(f"node_weights_apply_to must be one of {NODE_WEIGHT_BITS}, got {node_weights_apply_to!r}")
+        self.node_weights_apply_to = node_weights_apply_to
+        self.constraint = MaxConstraint(hierarchy)
+        self.masked_loss = HierarchicalLoss(hierarchy)
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """``(batch, N)`` raw logits → ``(batch, N)`` coherent probabilities (no child above its parent)."""
+        return self.constraint(logits).sigmoid()
+
+    def forward(self, logits: Tensor, targets: Tensor, mask: Tensor,
+                node_weights: Tensor | None = None) -> HierarchicalLossOutput:
+        """Masked MCLoss; ``node_weights`` optional ``(N,)`` (or per bit ``(batch, N)``) multipliers,
+        mapped onto bits by :func:`bit_weights` with ``node_weights_apply_to``."""
+        weights = None
+        if node_weights is not None:
+            weights = bit_weights(node_weights, known_targets(targets, mask), self.node_weights_apply_to)
+        return self.masked_loss(logits, targets, mask, weights)

@@ -1,8 +1,9 @@
 """BenthicNet models: a timm encoder with coherent hierarchical multi-label heads (transformers API).
 
-``images → backbone (timm, pooled features (B, F)) → per-head MLPs → raw logits (B, N) →
-max-constraint (C-HMCNN) → coherent probabilities (B, N)``. Node order is the hierarchy's global
-layout (``config.id2label``).
+``images → backbone (timm, pooled features (B, F)) → classifier heads (one MLP per taxonomy) →
+raw logits (B, N) → output type (default: the C-HMCNN max-constraint) → coherent probabilities
+(B, N)``. Node order is the hierarchy's global layout (``config.id2label``). The output type is one
+``criterion`` object (:func:`build_criterion`) that gives both the probabilities and the loss.
 
 Ensembles (``config.ensemble_size = K > 1`` and/or MC dropout, ``config.ensemble_dropout_samples``)
 run ``M`` members over the shared features, ``(M, B, N)`` logits, and report the mean of the
@@ -33,7 +34,8 @@ from .encoder import checked_pixel_values, create_encoder
 from .classifier_heads import ClassifierHeads, init_head_layer, rare_nodes_module
 from .configuration_benthicnet import BenthicNetConfig, check_ensemble
 from .constraint import MaxConstraint, check_finite_logits
-from .losses import HierarchicalLoss, known_targets
+from .hierarchy import Hierarchy
+from .losses import HierarchicalLoss, MCMCriterion
 
 
 @dataclass
@@ -43,8 +45,8 @@ class BenthicNetClassifierOutput(ModelOutput):
     Args:
         loss: scalar masked hierarchical loss (MCLoss / BCE), when ``labels`` were given.
         logits: ``(batch, num_nodes)`` raw node logits of all heads, concatenated (not coherent).
-        probabilities: ``(batch, num_nodes)`` coherent scores ``sigmoid(MCM(logits))``: no node
-            scores above any of its ancestors.
+        probabilities: ``(batch, num_nodes)`` coherent scores of the output type (``"mcm"``:
+            ``sigmoid(MCM(logits))``): no node scores above any of its ancestors.
         features: ``(batch, num_features)`` pooled encoder features.
         hidden_states: ``(feature_map,)`` the unpooled encoder output, if requested.
         member_probabilities: ``(batch, members, num_nodes)`` coherent scores of each ensemble member
@@ -142,26 +144,19 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         self.num_features = self.backbone.num_features
         self.heads = ClassifierHeads(self.num_features, hierarchy, config.head_hidden_dim, config.head_dropout,
                                        config.ensemble_size)
-        if config.output_type == "mcm":
-            self.constraint = MaxConstraint(hierarchy)
-            self.criterion = HierarchicalLoss(hierarchy)
-        else:  # ETHEC variants: coherent probabilities and masked loss from benthicnet_hf.output_types
-            try:  # a sibling package when installed; as remote code, the installed package
-                heads = importlib.import_module(".output_types", __package__)
-            except ImportError:
-                heads = importlib.import_module("benthicnet_hf.output_types")
-            self.constraint = None
-            self.criterion = heads.OutputTypeCriterion(hierarchy, config.output_type)
+        self.criterion = build_criterion(hierarchy, config.output_type, config.node_weights_apply_to)
         weights = config.node_weights
         self.register_buffer(
             "node_weights", None if weights is None else torch.tensor(weights, dtype=torch.float32),
             persistent=False,
         )
-        # MCLoss weights bits, not nodes: rare_nodes.weights.bit_weights maps node weights to the bits
-        # of config.node_weights_apply_to (only needed for training with weights)
-        self._bit_weights = _bit_weights_function() if weights is not None and config.output_type == "mcm" else None
         self.set_encoder_frozen(config.freeze_encoder)
         self.post_init()
+
+    @property
+    def constraint(self) -> MaxConstraint | None:
+        """The max-constraint of ``output_type="mcm"`` (``criterion.constraint``); None otherwise."""
+        return self.criterion.constraint if isinstance(self.criterion, MCMCriterion) else None
 
     # ------------------------------------------------------------- linear probing
     def set_encoder_frozen(self, frozen: bool = True) -> None:
@@ -271,7 +266,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
             # every member's loss on the same batch at once: (M·B, N) rows, labels repeated
             flat_logits = members.reshape(m * b, n)
             self.check_logits(flat_logits)
-            member_probs = self.constraint(flat_logits).sigmoid().view(m, b, n)
+            member_probs = self.criterion.probabilities(flat_logits).view(m, b, n)
             probabilities = member_probs.mean(0)
             uncertainty = self.member_uncertainty(member_probs)
             logits = members.mean(0)
@@ -279,23 +274,17 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
             m = 1
             logits = flat_logits = self.heads(features)
             self.check_logits(flat_logits)
-            if self.constraint is not None:
-                probabilities = self.constraint(logits).sigmoid()
-            else:
-                probabilities = self.criterion.probabilities(logits.float()).to(logits.dtype)
+            probabilities = self.criterion.probabilities(logits)
 
         loss = None
         if labels is not None:
             mask = torch.ones_like(labels) if label_mask is None else label_mask
-            labels = known_targets(labels, mask)  # unknown bits never reach the loss or the weights
             if m > 1:
                 # the three-level masked mean over M identical copies of the batch is exactly the mean
                 # of the M members' losses (every copy has the same known bits)
                 labels, mask = labels.repeat(m, 1), mask.repeat(m, 1)
-            weights = self.node_weights
-            if self._bit_weights is not None:
-                weights = self._bit_weights(weights, labels, self.config.node_weights_apply_to)
-            loss = self.criterion(flat_logits.float(), labels.float(), mask, weights).loss
+            # the criterion maps node weights onto its loss terms (MCLoss: the bits of node_weights_apply_to)
+            loss = self.criterion(flat_logits.float(), labels.float(), mask, self.node_weights).loss
 
         out = BenthicNetClassifierOutput(
             loss=loss, logits=logits, probabilities=probabilities, features=features,
@@ -373,9 +362,20 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         return (model, info) if want_info else model
 
 
-def _bit_weights_function() -> Any:
-    """``rare_nodes.weights.bit_weights`` (node weights → per-bit loss weights)."""
-    return rare_nodes_module("weights").bit_weights
+def build_criterion(hierarchy: Hierarchy, output_type: str = "mcm", node_weights_apply_to: str = "negative") -> nn.Module:
+    """The output type over ``hierarchy``: ``.probabilities(logits)`` ``(B, N) → (B, N)`` and
+    ``(logits, labels, mask, node_weights) → HierarchicalLossOutput``. ``"mcm"`` is
+    :class:`~benthicnet_hf.losses.MCMCriterion` (a sibling file: runs as remote code); the ETHEC types
+    come from ``benthicnet_hf.output_types`` (a subpackage, which remote code does not copy: the
+    installed package is used then). ``OutputTypeCriterion(hierarchy, "mcm")`` wraps the same class.
+    Every criterion sets unknown bits (mask 0) of the labels to 0 before they reach loss or weights."""
+    if output_type == "mcm":
+        return MCMCriterion(hierarchy, node_weights_apply_to)
+    try:  # a sibling package when installed; as remote code, the installed package
+        output_types = importlib.import_module(".output_types", __package__)
+    except ImportError:
+        output_types = importlib.import_module("benthicnet_hf.output_types")
+    return output_types.OutputTypeCriterion(hierarchy, output_type, node_weights_apply_to)
 
 
 def register_auto_classes() -> None:

@@ -16,10 +16,10 @@ What is exported, precisely:
 The max-constraint is not linear either: the widget serves raw per-node sigmoid scores, which may
 rank a child above its parent. The written card says so (``UNCONSTRAINED_NOTE``).
 
-Written files: ``config.json`` (``architecture``, ``num_classes``, ``num_features``,
-``label_names``, ``model_args`` = the encoder kwargs without ``num_classes``, ``pretrained_cfg``
-with the model's eval preprocessing, ``problem_type``), ``model.safetensors`` (un-prefixed timm keys)
-and ``README.md``. Loadable by ``timm.create_model("local-dir:PATH", pretrained=True)`` and by
+Written files, by timm's :func:`timm.models.save_for_hf`: ``config.json`` (``architecture``,
+``num_classes``, ``num_features``, ``label_names``, ``model_args`` = the encoder kwargs without
+``num_classes``, ``pretrained_cfg`` with the model's eval preprocessing, ``problem_type``),
+``model.safetensors`` (un-prefixed timm keys); and ``README.md``. Loadable by ``timm.create_model("local-dir:PATH", pretrained=True)`` and by
 ``pipeline("image-classification", model=PATH)`` (TimmWrapper, no remote code).
 """
 
@@ -31,8 +31,10 @@ from typing import Any
 
 import timm
 import torch
-from safetensors.torch import save_file
+from timm.models import save_for_hf
 from torch import Tensor, nn
+
+from .image_processing import eval_data_config
 
 UNCONSTRAINED_NOTE = (
     "Scores from this export are **unconstrained**: raw per-node sigmoid scores, without the "
@@ -108,32 +110,29 @@ def build_timm_classifier(model: nn.Module) -> nn.Module:
     return timm_model.eval()
 
 
-def timm_hub_config(model: nn.Module, timm_model: nn.Module) -> dict[str, Any]:
-    """timm's Hub ``config.json`` for the export (preprocessing = the model's eval transform)."""
+def timm_model_config(model: nn.Module) -> dict[str, Any]:
+    """The fields :func:`timm.models.save_for_hf` adds to its ``config.json`` for the widget."""
     config = model.config
-    model_args = {k: v for k, v in config.encoder_kwargs.items() if k != "num_classes"}
-    size = int(config.image_size)
-    pretrained_cfg = {
-        "architecture": config.encoder_name,
-        "input_size": [3, size, size],
-        "interpolation": "bicubic",
-        "crop_pct": float(config.crop_pct),
-        "crop_mode": "center",
-        "mean": list(config.image_mean),
-        "std": list(config.image_std),
-        "num_classes": config.num_labels,
-        "classifier": classifier_name(timm_model),
-        "fixed_input_size": bool(timm_model.pretrained_cfg.get("fixed_input_size", False)),
-    }
     return {
-        "architecture": config.encoder_name,
-        "num_classes": config.num_labels,
-        "num_features": int(model.num_features),
         "label_names": [config.id2label[i] for i in range(config.num_labels)],
-        "model_args": model_args,  # {} (not null) when empty; never num_classes (TimmWrapper passes it)
-        "pretrained_cfg": pretrained_cfg,
         "problem_type": "multi_label_classification",  # TimmWrapper pipeline: sigmoid, not softmax
+        # our weights' tag (not timm's source checkpoint's) and the model's eval preprocessing; given
+        # here rather than as data_config= (same config.json) so older timm's save_for_hf works too
+        "pretrained_cfg": {"tag": "benthicnet", **eval_data_config(config)},
     }
+
+
+def write_timm_folder(model: nn.Module, timm_model: nn.Module, out: Path) -> dict[str, Any]:
+    """``config.json`` + ``model.safetensors`` in timm's Hub layout; returns the config written."""
+    save_for_hf(timm_model, str(out), model_config=timm_model_config(model), safe_serialization=True)
+    path = out / "config.json"
+    hf_config = json.loads(path.read_text())
+    # timm (1.0.31) records num_classes/in_chans/global_pool in model_args; TimmWrapper passes
+    # num_classes itself and fails with "got multiple values for keyword argument 'num_classes'", so
+    # model_args are the encoder kwargs (never num_classes; {} not null when empty), as timm's hub had them
+    hf_config["model_args"] = {k: v for k, v in model.config.encoder_kwargs.items() if k != "num_classes"}
+    path.write_text(json.dumps(hf_config, indent=2) + "\n")
+    return hf_config
 
 
 def default_card(config: dict[str, Any]) -> str:
@@ -160,11 +159,7 @@ def export_for_widget(model: nn.Module, save_directory: str | Path, card_text: s
     """
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
-    timm_model = build_timm_classifier(model)
-    config = timm_hub_config(model, timm_model)
-    state = {k: v.detach().contiguous() for k, v in timm_model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    config = write_timm_folder(model, build_timm_classifier(model), out)
     text = default_card(config) if card_text is None else card_text
     if "unconstrained" not in text.lower():
         raise ValueError("the widget card must say that its scores are unconstrained (see UNCONSTRAINED_NOTE)")

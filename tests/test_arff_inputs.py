@@ -8,8 +8,8 @@ import gzip
 import numpy as np
 import pytest
 
-from benthicnet_hf.arff_hierarchy import taxonomy_from_declaration
-from benthicnet_hf.hmc.arff import dataset_prefixes, find_splits, load_hmc, read_arff
+from benthicnet_hf.data.arff import taxonomy_from_declaration
+from benthicnet_hf.experiments.hmc.arff import dataset_prefixes, find_splits, load_hmc, read_arff
 
 TREE_ARFF = """% a comment line
    % an indented comment line

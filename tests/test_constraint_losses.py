@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from benthicnet_hf import Taxonomy, Hierarchy
-from benthicnet_hf.arff_hierarchy import taxonomy_from_arff
+from benthicnet_hf.data.arff import taxonomy_from_arff
 from benthicnet_hf.constraint import MaxConstraint, dense_max_constraint, max_constraint
 from benthicnet_hf.losses import HierarchicalLoss, mcloss_logits
 
@@ -155,3 +155,19 @@ def test_shape_errors_name_the_argument(catami):
         crit(x, torch.zeros_like(x), torch.zeros(2, 10))
     with pytest.raises(ValueError, match="expected scores of shape"):
         max_constraint(torch.randn(2, 5), torch.as_tensor(catami.ancestor_pairs), catami.num_nodes)
+
+
+def test_node_weight_bits_have_one_home():
+    """bit_weights lives in losses (the model's loss needs it as remote code); the rare-node and
+    config names are the same objects."""
+    from benthicnet_hf import configuration_benthicnet
+    from benthicnet_hf.losses import NODE_WEIGHT_BITS, bit_weights
+    from benthicnet_hf.rare_nodes import weights
+
+    assert weights.bit_weights is bit_weights
+    assert weights.APPLY_TO is NODE_WEIGHT_BITS is configuration_benthicnet.NODE_WEIGHT_BITS
+    w = torch.tensor([2.0, 3.0])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # already per-bit weights pass through "all" unchanged (the ensemble test feeds them so)
+    assert torch.equal(bit_weights(bit_weights(w, y, "all"), y, "all"), bit_weights(w, y, "all"))
+    assert bit_weights(w, y, "negative").tolist() == [[1.0, 3.0], [2.0, 1.0]]

@@ -204,6 +204,55 @@ def test_pretrain_cli_on_demo_data_exports_a_loadable_encoder(tmp_path) -> None:
         torch.testing.assert_close(value, state[key])
 
 
+def test_pretrain_cli_resumes_exactly_and_owns_its_output_dir(tmp_path) -> None:
+    # a run stopped after 2 steps and resumed ends bit-identical to the uninterrupted run
+    import json
+
+    from accelerate.state import AcceleratorState
+    from safetensors.torch import load_file
+
+    from benthicnet_hf.contrastive.cli import main
+    from benthicnet_hf.data.demo import make_demo_dataset
+    from benthicnet_hf.training.run_dir import read_run_args
+
+    table = make_demo_dataset(tmp_path / "demo", num_images=40, image_size=32, seed=0)
+
+    def run(out, *extra):
+        AcceleratorState._reset_state(reset_partial_state=True)  # one Accelerator per run
+        return main(["--method", "g_hmlc", "--train_data", str(table), "--output_dir", str(out),
+                     "--encoder", "test_resnet", "--image_size", "32", "--batch_size", "8", "--max_steps", "5",
+                     "--heads", "substrate", "--proj_dim", "16", "--cache_dir", str(tmp_path / "cache"),
+                     "--logging_steps", "2", *extra])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        full = tmp_path / "full"
+        run(full, "--checkpointing_steps", "2")
+        step2 = full / "checkpoints" / "step_00000002"
+        assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
+        assert read_run_args(step2)["method"] == "g_hmlc"
+        resumed = tmp_path / "resumed"
+        run(resumed, "--resume_from_checkpoint", str(step2))
+        a, b = load_file(full / "encoder.safetensors"), load_file(resumed / "encoder.safetensors")
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+        losses = json.loads((full / "train_losses.json").read_text())
+        assert len(losses) == 5 and json.loads((resumed / "train_losses.json").read_text()) == losses
+        # the folder belongs to its run: a fresh run is refused, a resume with other settings too
+        with pytest.raises(FileExistsError, match=r"already holds another run \(checkpoints, encoder.safetensors"):
+            run(full)
+        with pytest.raises(ValueError, match="--learning_rate: 0.001 in the checkpoint, 0.01 now"):
+            run(full, "--resume_from_checkpoint", "latest", "--learning_rate", "0.01")
+        run(full, "--resume_from_checkpoint", "latest", "--checkpointing_steps", "1")  # cadence may change
+        run(full, "--overwrite_output_dir")
+        assert not (full / "checkpoints").exists()
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------- several processes
 def _tiny_problem(seed: int) -> tuple[Hierarchy, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A two-level tree and 12 labelled 8×8 images; ``seed`` changes which classes and noise."""

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from unittest.mock import create_autospec
 
+import datasets
 import numpy as np
 import pandas as pd
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import DatasetCard, HfApi
 from PIL import Image
 
 from benthicnet_hf import Hierarchy, UnknownLabelError
 from benthicnet_hf.data import BadRowError, ImageLoadError, build_dataset, hml_features
-from benthicnet_hf.data.export import load_parquet_shards, push_dataset_to_hub, save_parquet_shards
+from benthicnet_hf.data.export import dataset_card, load_parquet_shards, push_dataset_to_hub, save_parquet_shards
 
 CATAMI = Hierarchy.catami()
 SOFT = "Substrate > Unconsolidated (soft)"
@@ -164,6 +165,36 @@ def test_grouped_split_never_leaks(tmp_path):
     assert all(len(s) == 1 for s in surveys) and len(set.union(*surveys)) == 2
 
 
+def test_grouped_split_hits_row_fractions_closer_than_sklearn():
+    # why data/splits.py keeps its own assignment: sklearn's GroupShuffleSplit sizes splits by groups
+    from sklearn.model_selection import GroupShuffleSplit
+
+    from benthicnet_hf.data.splits import grouped_split
+
+    fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+    def sklearn_split(groups: np.ndarray, seed: int) -> np.ndarray:
+        rows = np.arange(len(groups))
+        train, rest = next(GroupShuffleSplit(1, test_size=0.2, random_state=seed).split(rows, groups=groups))
+        val, test = next(GroupShuffleSplit(1, test_size=0.5, random_state=seed).split(rest, groups=groups[rest]))
+        out = np.empty(len(groups), dtype=object)
+        out[train], out[rest[val]], out[rest[test]] = "train", "validation", "test"
+        return out
+
+    def error(out: np.ndarray) -> float:
+        return sum(abs(float(np.mean(out == k)) - v) for k, v in fractions.items())
+
+    ours, theirs = [], []
+    for seed in range(30):
+        sizes = np.maximum(1, np.random.default_rng(seed).lognormal(3, 1.2, 40).astype(int))  # uneven sites
+        groups = np.repeat(np.arange(40), sizes)
+        out = grouped_split(groups, fractions, seed)
+        assert all(len(set(out[groups == g])) == 1 for g in range(40))  # still leak-free
+        ours.append(error(out))
+        theirs.append(error(sklearn_split(groups, seed)))
+    assert np.mean(ours) < 0.5 * np.mean(theirs)
+
+
 def test_parquet_round_trip_streaming_and_mocked_push(tmp_path):
     from benthicnet_hf.data.demo import make_demo_dataset
     table = make_demo_dataset(tmp_path / "demo", num_images=48, image_size=32, seed=2)
@@ -201,3 +232,23 @@ def test_parquet_round_trip_streaming_and_mocked_push(tmp_path):
     assert api.upload_folder.call_args.kwargs["repo_type"] == "dataset"
     assert "README.md" in uploaded["files"] and "data/train-00000-of-00001.parquet" in uploaded["files"]
     assert "path: data/test-*.parquet" in uploaded["readme"]
+    card = DatasetCard(uploaded["readme"])  # the Hub's parser reads the metadata back
+    assert card.data.task_categories == ["image-classification"] and card.data.size_categories == ["n<1K"]
+    assert card.data.configs[0]["data_files"] == [{"split": s, "path": f"data/{s}-*.parquet"} for s in ds]
+
+
+def test_dataset_card_metadata_loads_the_shards(tmp_path):
+    from benthicnet_hf.data.demo import make_demo_dataset
+    table = make_demo_dataset(tmp_path / "demo", num_images=40, image_size=32, seed=4)
+    ds = build_dataset(table, cache_dir=tmp_path / "c")
+    folder = tmp_path / "repo"
+    save_parquet_shards(ds, folder, max_rows_per_shard=10)
+    dataset_card(ds, "me/demo", license="cc-by-4.0").save(folder / "README.md")
+    card = DatasetCard.load(folder / "README.md")
+    assert card.data.license == "cc-by-4.0" and "hierarchical-multi-label" in card.data.tags
+    for entry in card.data.configs[0]["data_files"]:  # every split's pattern names its shards
+        assert sorted(p.name for p in folder.glob(entry["path"])) and entry["split"] in ds
+    # `datasets` itself follows the card's configs (the Hub viewer does the same)
+    back = datasets.load_dataset(str(folder))
+    assert {s: back[s].num_rows for s in back} == {s: ds[s].num_rows for s in ds}
+    assert back["train"].features == ds["train"].features

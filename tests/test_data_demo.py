@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 import timm
 import torch
 from torch.utils.data import DataLoader

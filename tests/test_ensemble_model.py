@@ -14,11 +14,11 @@ from PIL import Image
 from transformers import pipeline
 
 from benthicnet_hf.cli import main
-from benthicnet_hf.configuration_benthicnet import UNCERTAINTY_MODES, BenthicNetConfig
+from benthicnet_hf.configuration_benthicnet import UNCERTAINTY_ALIASES, UNCERTAINTY_MODES, BenthicNetConfig
 from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
 from benthicnet_hf.image_processing import make_image_processor
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
-from benthicnet_hf.rare_nodes import MODES, bit_weights, gated_margin_uncertainty
+from benthicnet_hf.rare_nodes import MODES, bit_weights, gated_margin_uncertainty, uncertainty
 
 SIZE = 32
 K = 3
@@ -121,6 +121,7 @@ def test_config_rejects_bad_ensemble_settings(kwargs, match):
 
 def test_config_uncertainty_modes_follow_rare_nodes_and_aliases():
     assert UNCERTAINTY_MODES == MODES
+    assert UNCERTAINTY_ALIASES == uncertainty.ALIASES
     config = BenthicNetConfig(encoder_name="test_resnet", hierarchy=small_hierarchy().to_list(), uncertainty="PCS")
     assert config.uncertainty == "gmu" and config.ensemble_size == 1 and config.ensemble_dropout_samples == 0
 

@@ -25,7 +25,7 @@ from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
 from benthicnet_hf.training import list_checkpoints, parse_args, run_finetune
 from benthicnet_hf.training.bias_init import init_head_biases, known_bit_priors
-from benthicnet_hf.training.rare_node_options import EpochKeyedLPROSSampler
+from benthicnet_hf.rare_nodes import EpochKeyedLPROSSampler
 
 TINY = ["--encoder", "test_resnet", "--image_size", "32", "--head_hidden_dim", "0", "--head_dropout", "0.2",
         "--learning_rate", "1e-3", "--warmup_epochs", "0", "--report_to", "none", "--checkpointing_steps", "0"]

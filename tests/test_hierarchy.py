@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benthicnet_hf import Taxonomy, Hierarchy, HierarchyError
-from benthicnet_hf.arff_hierarchy import taxonomy_from_arff, taxonomy_from_declaration
+from benthicnet_hf.data.arff import taxonomy_from_arff, taxonomy_from_declaration
 from benthicnet_hf.catami import CATAMI_COLOURS, CATAMI_HEADS, hierarchy_from_catami_csv, hierarchy_from_paths
 
 from conftest import shared_file

@@ -20,7 +20,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import StandardScaler
 
-from benthicnet_hf.hmc import (
+from benthicnet_hf.experiments.hmc import (
     ArffFormatError,
     HMCConfig,
     HMCNetwork,
@@ -32,7 +32,7 @@ from benthicnet_hf.hmc import (
     read_arff,
     train_and_evaluate,
 )
-from benthicnet_hf.hmc.train import prepare_tensors
+from benthicnet_hf.experiments.hmc.train import prepare_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,8 +20,9 @@ from sklearn.metrics import f1_score, recall_score
 
 from benthicnet_hf import BenthicNetConfig, BenthicNetForHierarchicalClassification
 from benthicnet_hf.hierarchy import Taxonomy, Hierarchy
-from benthicnet_hf.hmc import HMCConfig, build_criterion, build_network, load_hmc, rare_node_indices, recall_f1
-from benthicnet_hf.hmc.train import predict, train_and_evaluate
+from benthicnet_hf.experiments.hmc import HMCConfig, build_criterion, build_network, load_hmc
+from benthicnet_hf.rare_nodes import rare_node_indices, recall_f1
+from benthicnet_hf.experiments.hmc.train import predict, train_and_evaluate
 from benthicnet_hf.rare_nodes import MCDropoutEnsemble, RareNodeLoss, imbalance_weights
 
 ROOT = Path(__file__).resolve().parents[1]

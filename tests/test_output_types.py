@@ -236,3 +236,106 @@ def test_model_config_head_type_round_trip(output_type: str, tmp_path) -> None:
     again = BenthicNetForHierarchicalClassification.from_pretrained(tmp_path).eval()
     assert again.config.output_type == output_type
     torch.testing.assert_close(again(x).probabilities, out.probabilities)
+
+
+# ----------------------------------------------- "mcm": one implementation, one bit weighting
+def _mcm_batch(seed: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """float64 logits, targets, mask (a missing taxonomy row included) and (N,) node weights of HIER."""
+    t_tree, m_tree = encode(ROWS)
+    g = torch.Generator().manual_seed(seed)
+    colour_t = (torch.rand(len(ROWS), 3, generator=g) < 0.5).double()
+    colour_m = torch.tensor([[1, 1, 1], [0, 0, 0], [1, 0, 1], [1, 1, 1], [0, 0, 0], [1, 1, 0]], dtype=torch.float64)
+    t = torch.cat([t_tree.double(), colour_t], 1)
+    m = torch.cat([m_tree.double(), colour_m], 1)
+    x = torch.randn(len(ROWS), HIER.num_nodes, dtype=torch.float64, generator=g)
+    w = torch.rand(HIER.num_nodes, dtype=torch.float64, generator=g) + 0.25
+    return x, t, m, w
+
+
+@pytest.mark.parametrize("apply_to", ["negative", "positive", "all"])
+def test_mcm_criterion_is_hierarchical_loss_with_bit_weights(apply_to: str) -> None:
+    from benthicnet_hf.constraint import MaxConstraint
+    from benthicnet_hf.losses import MCMCriterion, bit_weights, known_targets
+
+    x, t, m, w = _mcm_batch()
+    ref = HierarchicalLoss(HIER)(x, t, m, bit_weights(w, known_targets(t, m), apply_to))
+    for crit in (OutputTypeCriterion(HIER, "mcm", apply_to), MCMCriterion(HIER, apply_to)):
+        out = crit(x, t, m, w)
+        assert torch.equal(out.loss, ref.loss) and torch.equal(out.per_head, ref.per_head)
+        assert torch.equal(crit.probabilities(x), MaxConstraint(HIER)(x).sigmoid())
+    # the weights do matter, and each mode differently
+    assert float(ref.loss) != pytest.approx(float(HierarchicalLoss(HIER)(x, t, m).loss), rel=1e-6)
+
+
+@pytest.mark.parametrize("apply_to", ["negative", "positive", "all"])
+def test_per_taxonomy_mcm_output_type_equals_hierarchical_loss(apply_to: str) -> None:
+    """MCMOutputType per taxonomy + the sample/head reduction = HierarchicalLoss over the hierarchy,
+    node weights on the same bits (float64, 1e-10)."""
+    from benthicnet_hf.losses import bit_weights, known_targets, masked_head_reduction
+    from benthicnet_hf.output_types import FlatSigmoidOutputType, MCMOutputType
+
+    x, t, m, w = _mcm_batch()
+    handlers = [build_output_type("mcm", h, apply_to) for h in HIER.heads]
+    assert [type(h) for h in handlers] == [MCMOutputType, FlatSigmoidOutputType]
+    slices = [HIER.head_slice(i) for i in range(len(HIER.heads))]
+    per_sample = torch.stack([h.loss(x[:, s], t[:, s], m[:, s], w[s]) for h, s in zip(handlers, slices)], 1)
+    known = torch.stack([h.labelled(t[:, s], m[:, s]) for h, s in zip(handlers, slices)], 1)
+    got = masked_head_reduction(per_sample, known, torch.arange(2), 2)
+    ref = HierarchicalLoss(HIER)(x, t, m, bit_weights(w, known_targets(t, m), apply_to))
+    torch.testing.assert_close(got.per_head, ref.per_head, rtol=1e-10, atol=0)
+    assert float(got.loss) == pytest.approx(float(ref.loss), rel=1e-10)
+    probs = torch.cat([h.probabilities(x[:, s]) for h, s in zip(handlers, slices)], 1)
+    assert torch.equal(probs, OutputTypeCriterion(HIER, "mcm").probabilities(x))
+
+
+def test_flat_taxonomies_weight_bits_like_mcm_under_every_output_type() -> None:
+    x, t, m, w = _mcm_batch()
+    colour = HIER.head_slice(1)
+    flat_w = torch.where(t[:, colour] > 0.5, torch.ones_like(w[colour]), w[colour])  # "negative"
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(x[:, colour], t[:, colour], reduction="none")
+    mc = m[:, colour]
+    expected = (bce * flat_w * mc).sum(1) / mc.sum(1).clamp_min(1)
+    for output_type in OUTPUT_TYPES:
+        got = build_output_type(output_type, COLOUR).loss(x[:, colour], t[:, colour], mc, w[colour])
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("apply_to", ["negative", "all"])
+def test_model_loss_is_the_output_type_criterion(apply_to: str) -> None:
+    """The model's "mcm" loss with node weights is OutputTypeCriterion(hierarchy, "mcm") exactly."""
+    from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
+    from benthicnet_hf.losses import MCMCriterion
+    from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
+
+    _, t, m, w = _mcm_batch()
+    cfg = BenthicNetConfig(encoder_name="test_resnet", hierarchy=HIER.to_list(), head_hidden_dim=0, image_size=32,
+                           node_weights=w.tolist(), node_weights_apply_to=apply_to)
+    model = BenthicNetForHierarchicalClassification(cfg).eval()
+    assert isinstance(model.criterion, MCMCriterion) and model.constraint is model.criterion.constraint
+    with torch.no_grad():
+        out = model(torch.randn(len(ROWS), 3, 32, 32), labels=t.float(), label_mask=m.float())
+        crit = OutputTypeCriterion(HIER, "mcm", apply_to)
+        expected = crit(out.logits.float(), t.float(), m.float(), model.node_weights)
+    assert torch.equal(out.loss, expected.loss)
+    assert torch.equal(out.probabilities, crit.probabilities(out.logits))
+    ethec = BenthicNetForHierarchicalClassification(BenthicNetConfig(
+        encoder_name="test_resnet", hierarchy=HIER.to_list(), head_hidden_dim=0, image_size=32, output_type="hsoftmax"))
+    assert ethec.constraint is None and isinstance(ethec.criterion, OutputTypeCriterion)
+
+
+def test_output_type_names_have_one_home() -> None:
+    from benthicnet_hf.configuration_benthicnet import OUTPUT_TYPE_NAMES, BenthicNetConfig
+    from benthicnet_hf.output_types.registry import check_registry
+
+    assert tuple(OUTPUT_TYPES) == OUTPUT_TYPE_NAMES
+    assert all(cls.name == name for name, cls in OUTPUT_TYPES.items())
+    check_registry(OUTPUT_TYPE_NAMES, OUTPUT_TYPES)
+    with pytest.raises(RuntimeError, match="register every output type in both"):
+        check_registry(OUTPUT_TYPE_NAMES + ("softmax",), OUTPUT_TYPES)
+    with pytest.raises(RuntimeError, match="differs from"):
+        check_registry(OUTPUT_TYPE_NAMES[:-1], OUTPUT_TYPES)
+    for name in OUTPUT_TYPE_NAMES:  # every name the config accepts builds a criterion
+        assert BenthicNetConfig(encoder_name="test_resnet", hierarchy=HIER.to_list(), output_type=name).output_type == name
+        OutputTypeCriterion(HIER, name)
+    with pytest.raises(ValueError, match="output_type must be one of"):
+        BenthicNetConfig(encoder_name="test_resnet", output_type="softmax")

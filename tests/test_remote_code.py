@@ -44,6 +44,9 @@ CHILD = textwrap.dedent(
         out = model(x)
     np.save(folder + "/logits_child.npy", out.logits.numpy())
     np.save(folder + "/probs_child.npy", out.probabilities.numpy())
+    y = torch.from_numpy(np.load(folder + "/y.npy"))
+    with torch.no_grad():  # node weights on the MCLoss bits: needs no benthicnet_hf either
+        np.save(folder + "/loss_child.npy", model(x, labels=y).loss.numpy())
     np.savez(folder + "/state_child.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
     img = Image.fromarray((np.random.default_rng(0).random((40, 60, 3)) * 255).astype("uint8"))
     pipe = pipeline("image-classification", model=folder, trust_remote_code=True, top_k=4)
@@ -57,7 +60,8 @@ CHILD = textwrap.dedent(
 def test_remote_code_loads_without_the_package(tmp_path):
     hier = Hierarchy((Taxonomy.from_paths("zeta", ["A", "A > B", "C"]), Taxonomy.flat("alpha", ["red", "blue"])))
     torch.manual_seed(0)
-    config = BenthicNetConfig(encoder_name="test_resnet", hierarchy=hier.to_list(), head_hidden_dim=8, image_size=32)
+    config = BenthicNetConfig(encoder_name="test_resnet", hierarchy=hier.to_list(), head_hidden_dim=8, image_size=32,
+                              node_weights=[0.5, 2.0, 1.0, 3.0, 0.25])
     model = BenthicNetForHierarchicalClassification(config).eval()
     folder = tmp_path / "model"
     model.save_pretrained(folder)
@@ -66,6 +70,8 @@ def test_remote_code_loads_without_the_package(tmp_path):
     )
     x = torch.randn(2, 3, 32, 32)
     np.save(folder / "x.npy", x.numpy())
+    y = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0, 1.0]])
+    np.save(folder / "y.npy", y.numpy())
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HOME=str(tmp_path / "hf"))
@@ -94,3 +100,6 @@ def test_remote_code_loads_without_the_package(tmp_path):
         out = model(x)
     np.testing.assert_allclose(np.load(folder / "logits_child.npy"), out.logits.numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(np.load(folder / "probs_child.npy"), out.probabilities.numpy(), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        loss = model(x, labels=y).loss
+    np.testing.assert_allclose(np.load(folder / "loss_child.npy"), loss.numpy(), rtol=1e-6)

@@ -219,3 +219,47 @@ def test_a_diverging_run_stops_with_non_finite_logits_and_says_where(demo: list[
                                                    r"non-finite logits") as info:
         fresh_run(argv)
     assert info.value.count > 0 and info.value.rows
+
+
+def test_step_logger_logs_the_window_mean_at_logging_steps_and_the_last_step(caplog) -> None:
+    # the one logging helper of the three loops: mean loss since the last log, extra scalars, bar
+    from benthicnet_hf.training.run_log import StepLogger, resolve_tracker
+
+    class Bar:
+        def __init__(self) -> None:
+            self.n, self.postfix = 0, None
+
+        def update(self, k: int) -> None:
+            self.n += k
+
+        def set_postfix(self, **kw: str) -> None:
+            self.postfix = kw
+
+    AcceleratorState._reset_state(True)
+    accelerator = Accelerator(cpu=True)
+    logged: list[tuple[dict, int]] = []
+    accelerator.log = lambda values, step: logged.append((values, step))
+    bar = Bar()
+    log = StepLogger(accelerator, bar, logging_steps=2, last_step=5)
+    means = [log.step(s, torch.tensor(float(s)), lr=0.1 * s) for s in range(1, 6)]
+    assert means == [None, 1.5, None, 3.5, 5.0] and bar.n == 5 and bar.postfix == {"loss": "5.0000"}
+    assert logged == [({"train/loss": 1.5, "train/lr": 0.2}, 2), ({"train/loss": 3.5, "train/lr": 0.4}, 4),
+                      ({"train/loss": 5.0, "train/lr": 0.5}, 5)]
+    with pytest.raises(ValueError, match="--logging_steps must be >= 1"):
+        StepLogger(accelerator, bar, logging_steps=0)
+    assert resolve_tracker("none") is None and resolve_tracker("wandb") == "wandb"
+    AcceleratorState._reset_state(True)
+
+
+def test_checkpoint_names_and_an_old_step_n_folder(tmp_path: Path) -> None:
+    from benthicnet_hf.training.checkpointing import checkpoint_name, find_checkpoint
+
+    assert checkpoint_name(4) == "step_00000004" and checkpoint_name(123456789) == "step_123456789"
+    (tmp_path / "checkpoints" / "step_123456789").mkdir(parents=True)
+    assert find_checkpoint(tmp_path, "latest").name == "step_123456789"
+    (tmp_path / "old" / "checkpoints" / "step_4").mkdir(parents=True)
+    with pytest.raises(ValueError, match="benthicnet_hf < 0.2"):
+        find_checkpoint(tmp_path / "old", "latest")
+    with pytest.raises(ValueError, match="benthicnet_hf < 0.2"):
+        find_checkpoint(tmp_path, str(tmp_path / "old" / "checkpoints" / "step_4"))
+    assert find_checkpoint(tmp_path / "empty", "latest", missing_ok=True) is None

@@ -17,9 +17,10 @@ from safetensors.torch import load_file
 
 from benthicnet_hf.ssl import SINGLE_VIEW_METHODS, build_ssl_method
 from benthicnet_hf.ssl.augment import SingleViewTransform, TwoViewTransform
-from benthicnet_hf.ssl.checkpointing import latest_checkpoint, read_trainer_state
 from benthicnet_hf.ssl.optim import build_optimizer
 from benthicnet_hf.ssl.trainer import config_from_args, run_pretraining
+from benthicnet_hf.training.checkpointing import find_checkpoint, read_process_state
+from benthicnet_hf.training.run_dir import read_run_args
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -99,13 +100,13 @@ def test_exact_resume_and_encoder_export(method, image_dir, tmp_path):
     # 12 images / batch 4 = 3 steps per epoch: the resumed part crosses an epoch boundary.
     full = tmp_path / "full"
     run_pretraining(config_from_args(_args(image_dir, full, method, ["--max_steps", "5", "--checkpointing_steps", "2"])))
-    assert latest_checkpoint(full).name == "step_4"
-    (full / "checkpoints" / ".tmp-step_9").mkdir()  # a save killed half-way is never picked up
-    assert latest_checkpoint(full).name == "step_4"
+    assert find_checkpoint(full, "latest").name == "step_00000004"
+    (full / "checkpoints" / ".tmp-step_00000009").mkdir()  # a save killed half-way is never picked up
+    assert find_checkpoint(full, "latest").name == "step_00000004"
 
     resumed = tmp_path / "resumed"
     run_pretraining(config_from_args(_args(image_dir, resumed, method, [
-        "--max_steps", "5", "--resume_from_checkpoint", str(full / "checkpoints" / "step_2")])))
+        "--max_steps", "5", "--resume_from_checkpoint", str(full / "checkpoints" / "step_00000002")])))
     a, b = load_file(full / "encoder.safetensors"), load_file(resumed / "encoder.safetensors")
     assert a.keys() == b.keys()
     for k in a:
@@ -177,7 +178,8 @@ def test_two_process_cpu_run(image_dir, tmp_path):
         "README.md", "config.json", "encoder_config.json", "model.safetensors"]
     cfg = json.loads((out / "encoder_config.json").read_text())
     assert cfg["global_batch_size"] == 8  # world size 2, not two independent world-size-1 copies
-    assert (out / "checkpoints" / "step_2" / "trainer_state_1.json").is_file()
+    assert (out / "checkpoints" / "step_00000002" / "trainer_state_1.json").is_file()
+    assert read_process_state(out / "checkpoints" / "step_00000002", 1)["completed_steps"] == 2
 
 
 def test_push_to_hub_uploads_a_timm_loadable_encoder(image_dir, tmp_path, monkeypatch):
@@ -214,7 +216,7 @@ def test_output_dir_belongs_to_one_run_and_resume_keeps_its_settings(image_dir, 
     out = tmp_path / "o"
     first = ["--max_steps", "2", "--checkpointing_steps", "2"]
     run_pretraining(config_from_args(_args(image_dir, out, "simsiam", first)))
-    saved = read_trainer_state(out / "checkpoints" / "step_2", 0)["run_args"]
+    saved = read_run_args(out / "checkpoints" / "step_00000002")
     assert saved["method"] == "simsiam" and saved["batch_size"] == 4
     with pytest.raises(FileExistsError, match=r"already holds another run \(checkpoints, encoder.safetensors"):
         run_pretraining(config_from_args(_args(image_dir, out, "simsiam", first)))
@@ -251,3 +253,49 @@ def test_a_stream_without_a_full_batch_is_refused_not_looped(image_dir, tmp_path
     with pytest.raises(ValueError, match=r"epoch 0: the training data .* yielded no full batch of 4"):
         run_pretraining(config_from_args(_args(tmp_path / "shards", tmp_path / "o", "simsiam",
                                                ["--max_steps", "2", "--streaming"])))
+
+
+def test_scheduler_follows_the_closed_form_warmup_cosine():
+    # independent of ssl/schedules.py: lr of step s = base*(s+1)/W in warm-up, then cosine to 0
+    from benthicnet_hf.ssl.schedules import warmup_cosine_scheduler
+
+    base, total, warm = 0.4, 50, 10
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    sched = warmup_cosine_scheduler(opt, total, warm)
+    for s in range(total):
+        expected = base * (s + 1) / warm if s < warm else \
+            0.5 * base * (1 + np.cos(np.pi * (s - warm) / (total - warm)))
+        assert opt.param_groups[0]["lr"] == pytest.approx(expected, abs=1e-12), s
+        opt.step()
+        sched.step()
+
+
+def test_flags_parse_like_the_argparse_cli(tmp_path):
+    cfg = config_from_args(["--train_data", "d", "--output_dir", "o", "--method_kwarg=proj_dim=16",
+                            "--method_kwarg", "scale=0.5", "--crop_scale", "0.2", "0.9", "--streaming",
+                            "--checkpoints_total_limit", "3"])
+    assert cfg.method_kwargs == {"proj_dim": 16, "scale": 0.5}
+    assert cfg.crop_scale == [0.2, 0.9] and cfg.streaming and cfg.save_total_limit == 3
+    assert (cfg.method, cfg.batch_size, cfg.warmup_ratio, cfg.report_to) == ("barlow_twins", 64, 0.1, "none")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        config_from_args(["--train_data", "d", "--output_dir", "o", "--method_kwarg", "oops"])
+    with pytest.raises(ValueError, match="--mean takes 3 numbers"):
+        config_from_args(["--train_data", "d", "--output_dir", "o", "--mean", "0.5", "0.5"])
+
+
+def test_an_old_step_n_checkpoint_is_refused_with_a_clear_message(image_dir, tmp_path):
+    old = tmp_path / "o" / "checkpoints" / "step_4"  # the pre-training naming before 0.2
+    old.mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"benthicnet_hf < 0.2 \(named step_N"):
+        run_pretraining(config_from_args(_args(image_dir, tmp_path / "o", "simsiam",
+                                               ["--max_steps", "1", "--resume_from_checkpoint", "latest"])))
+
+
+def test_build_arg_parser_is_kept_for_both_pretraining_clis():
+    from benthicnet_hf.contrastive.cli import build_arg_parser as contrastive_parser
+    from benthicnet_hf.ssl.trainer import PretrainConfig, PretrainArguments, build_arg_parser
+
+    ns = build_arg_parser().parse_args(["--train_data", "d", "--output_dir", "o", "--epochs", "3"])
+    assert ns.epochs == 3 and ns.learning_rate is None and PretrainConfig is PretrainArguments
+    ns = contrastive_parser().parse_args(["--method", "g_hmlc", "--train_data", "d", "--output_dir", "o"])
+    assert (ns.learning_rate, ns.weight_decay, ns.temperature, ns.proj_dim) == (1e-3, 1e-4, 0.1, 128)

@@ -40,6 +40,9 @@ def test_export_gives_identical_raw_logits(tmp_path, encoder, kwargs):
     assert cfg["label_names"] == HIER.labels
     assert cfg["model_args"] == kwargs and "num_classes" not in cfg["model_args"]
     assert "unconstrained" in (tmp_path / "README.md").read_text().lower()
+    pre = cfg["pretrained_cfg"]  # timm's layout: the model's eval preprocessing travels with the weights
+    assert pre["input_size"] == [3, 32, 32] and pre["crop_pct"] == model.config.crop_pct
+    assert pre["mean"] == list(model.config.image_mean) and pre["num_classes"] == HIER.num_nodes
 
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():

@@ -4,7 +4,9 @@
 - :mod:`.feature_masks`: G-HMLC hard and A-HMLC soft level feature masks (Ott et al., arXiv 2510.00837);
 - :mod:`.levels`: per-level label ids from targets/masks (unknown levels are neither positive nor
   negative);
-- :mod:`.method`: encoder + projector methods exporting an encoder like the SSL methods.
+- :mod:`.method`: encoder + projector methods exporting an encoder like the SSL methods;
+- :mod:`.args`, :mod:`.cli`, :mod:`.train`: the options, command line and loop of the labelled
+  pre-training (checkpoints and exact resume through :mod:`benthicnet_hf.training`).
 """
 
 from .feature_masks import AttentionFeatureMasks, GaussianMixtureFeatureMasks, fisher_scores, gmm_feature_masks

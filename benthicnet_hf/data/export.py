@@ -2,8 +2,9 @@
 
 Parquet keeps the declared features (``datasets`` stores them in the schema metadata) and embeds
 the image bytes, so a folder of shards is the whole dataset. ``push_dataset_to_hub`` is a thin
-``create_repo`` + ``upload_folder`` over those shards so that it can be tested with a mocked
-``HfApi`` and never needs the network in tests.
+``create_repo`` + ``upload_folder`` over those shards plus a :func:`dataset_card`
+(``huggingface_hub.DatasetCard``), so that it can be tested with a mocked ``HfApi`` and never needs
+the network in tests.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import datasets
-from huggingface_hub import HfApi
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
 
 _SHARD = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
@@ -82,13 +83,41 @@ def load_parquet_shards(folder: str | Path, features: datasets.Features | None =
                                  streaming=streaming)
 
 
+#: the Hub's ``size_categories`` buckets: (upper bound on rows, name)
+_SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                    (10_000_000, "1M<n<10M"))
+
+
+def dataset_card(data: datasets.DatasetDict, repo_id: str, license: str | None = None) -> DatasetCard:
+    """The Hub card of the shards :func:`save_parquet_shards` writes for ``data``.
+
+    Its YAML metadata: ``configs`` (one ``data_files`` entry per split, ``data/<split>-*.parquet``),
+    ``task_categories: image-classification``, ``size_categories``, tags and ``license`` when known
+    (BenthicNet's images come from many surveys with their own licences, so none is assumed).
+    """
+    rows = sum(len(d) for d in data.values())
+    size = next((name for bound, name in _SIZE_CATEGORIES if rows < bound), "n>10M")
+    meta = DatasetCardData(
+        license=license, task_categories=["image-classification"], size_categories=[size],
+        tags=["benthic", "seafloor", "catami", "hierarchical-multi-label"], pretty_name=repo_id.split("/")[-1],
+        configs=[{"config_name": "default",
+                  "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in data]}],
+    )
+    n_rows = ", ".join(f"{s}: {len(d)}" for s, d in data.items())
+    text = (f"---\n{meta.to_yaml()}\n---\n\n# {repo_id}\n\nBenthicNet-style seafloor images with CATAMI "
+            f"hierarchical labels and per-node masks (1 = known). Rows: {n_rows}.\n")
+    return DatasetCard(text)
+
+
 def push_dataset_to_hub(data: datasets.DatasetDict, repo_id: str, api: HfApi | None = None,
                         private: bool = True, max_rows_per_shard: int = 10_000,
-                        commit_message: str = "Upload BenthicNet-style HML dataset") -> str:
-    """Upload ``data`` as Parquet shards plus a dataset card to a Hub dataset repo.
+                        commit_message: str = "Upload BenthicNet-style HML dataset",
+                        license: str | None = None) -> str:
+    """Upload ``data`` as Parquet shards plus a :func:`dataset_card` to a Hub dataset repo.
 
     Args:
         api: an ``HfApi`` (tests pass ``create_autospec(HfApi, instance=True)``).
+        license: the card's ``license`` (a Hub licence id), when known.
 
     Returns:
         the repo id.
@@ -97,13 +126,6 @@ def push_dataset_to_hub(data: datasets.DatasetDict, repo_id: str, api: HfApi | N
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         save_parquet_shards(data, tmp, max_rows_per_shard)
-        configs = "\n".join(f"  - split: {s}\n    path: data/{s}-*.parquet" for s in data)
-        n_rows = ", ".join(f"{s}: {len(d)}" for s, d in data.items())
-        Path(tmp, "README.md").write_text(
-            "---\nconfigs:\n- config_name: default\n  data_files:\n" + configs
-            + "\ntask_categories:\n- image-classification\ntags:\n- benthic\n- hierarchical-multi-label\n---\n"
-            + f"# {repo_id}\n\nBenthicNet-style seafloor images with CATAMI hierarchical labels and "
-            "per-node masks (1 = known). Rows: " + n_rows + ".\n"
-        )
+        dataset_card(data, repo_id, license).save(Path(tmp, "README.md"))
         api.upload_folder(folder_path=tmp, repo_id=repo_id, repo_type="dataset", commit_message=commit_message)
     return repo_id

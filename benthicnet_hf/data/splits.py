@@ -36,6 +36,11 @@ def grouped_split(groups: Sequence[object], fractions: Mapping[str, float] | Non
     whose share of rows its midpoint falls into, so split sizes track ``fractions`` as closely as
     whole groups allow.
 
+    Kept instead of sklearn's ``GroupShuffleSplit``: that one takes ``test_size`` as a share of
+    *groups*, not rows, and splits in two (three splits chain two calls). With BenthicNet's uneven
+    site sizes (log-normal, 40 sites, 0.8/0.1/0.1) its row shares miss the requested fractions by
+    ~0.17 in total against ~0.06 here (``test_grouped_split_hits_row_fractions_closer_than_sklearn``).
+
     Args:
         groups: ``(rows,)`` group key of each row.
         fractions: split name → share of rows (normalised to sum 1).

@@ -1,9 +1,15 @@
 """On-the-fly image transforms and batching for ``Dataset.with_transform`` and ``DataLoader``.
 
+Both image transforms are timm's (``timm.data.create_transform``) and default to the BenthicNet
+mean/std that the model's config and image processor use (ImageNet's statistics on a BenthicNet
+model shift every input and change the AP):
+
 - :func:`train_transform`: random resized crop with a benthic-safe scale range, horizontal *and*
   vertical flips (downward-looking imagery has no "up"), colour jitter.
-- :func:`eval_transform`: exactly timm's eval transform, which is what the model's image processor
-  reproduces: resize the shorter side to ``floor(image_size / crop_pct)``, centre crop, normalise.
+- :func:`eval_transform`: timm's eval transform, which the model's image processor reproduces:
+  resize the shorter side to ``floor(image_size / crop_pct)``, centre crop, normalise.
+- :func:`data_config` / :func:`transforms_for`: both transforms from a model's or config's own
+  preprocessing (timm's ``resolve_data_config`` keys).
 - :func:`hml_transform`: batch → ``pixel_values`` ``(B, 3, H, W)`` float32, ``labels`` and
   ``label_mask`` ``(B, N)`` float32, the per-head vectors concatenated in hierarchy order.
 - :func:`collate_hml`: a ``DataLoader`` collate function for those rows.
@@ -11,65 +17,80 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision import transforms as T
+from timm.data import create_transform, resolve_data_config, resolve_model_data_config
 
+from ..configuration_benthicnet import BENTHICNET_MEAN, BENTHICNET_STD
 from ..hierarchy import Hierarchy
+from ..image_processing import eval_data_config
 from .images import load_rgb
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-BENTHICNET_MEAN = (0.359, 0.413, 0.386)
-BENTHICNET_STD = (0.219, 0.215, 0.209)
+__all__ = ["BENTHICNET_MEAN", "BENTHICNET_STD", "BENTHIC_CROP_SCALE", "train_transform", "eval_transform",
+           "data_config", "transforms_for", "label_arrays", "hml_transform", "collate_hml"]
+
 # Labels are image-level: a crop much smaller than a third of the frame often loses the organism or
 # the substrate patch the label refers to, so the lower bound is higher than ImageNet's 0.08.
 BENTHIC_CROP_SCALE = (0.35, 1.0)
-_INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
-           "nearest": T.InterpolationMode.NEAREST}
+
+ImageTransform = Callable[[Image.Image], torch.Tensor]
 
 
-def train_transform(image_size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+def train_transform(image_size: int, mean: Sequence[float] = BENTHICNET_MEAN, std: Sequence[float] = BENTHICNET_STD,
                     scale: tuple[float, float] = BENTHIC_CROP_SCALE, ratio: tuple[float, float] = (3 / 4, 4 / 3),
                     hflip: float = 0.5, vflip: float = 0.5, color_jitter: float = 0.4,
-                    interpolation: str = "bilinear") -> Callable[[Image.Image], torch.Tensor]:
-    """PIL RGB image → ``(3, image_size, image_size)`` float32 augmented, normalised tensor."""
-    ops: list[Any] = [T.RandomResizedCrop(image_size, scale=scale, ratio=ratio, interpolation=_INTERP[interpolation])]
-    if hflip > 0:
-        ops.append(T.RandomHorizontalFlip(hflip))
-    if vflip > 0:
-        ops.append(T.RandomVerticalFlip(vflip))
-    if color_jitter > 0:
-        ops.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
-    ops += [T.ToTensor(), T.Normalize(mean, std)]
-    return T.Compose(ops)
+                    interpolation: str = "bilinear") -> ImageTransform:
+    """PIL RGB image → ``(3, image_size, image_size)`` float32 augmented, normalised tensor.
+
+    timm's train transform: ``RandomResizedCropAndInterpolation(scale, ratio)``, flips with
+    probabilities ``hflip``/``vflip``, ``ColorJitter(color_jitter)`` on brightness, contrast and
+    saturation (none when 0), ``ToTensor``, ``Normalize(mean, std)``.
+    """
+    return create_transform(input_size=(3, image_size, image_size), is_training=True, scale=tuple(scale),
+                            ratio=tuple(ratio), hflip=hflip, vflip=vflip,
+                            color_jitter=color_jitter if color_jitter > 0 else None,
+                            interpolation=interpolation, mean=tuple(mean), std=tuple(std))
 
 
-def eval_transform(image_size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                   crop_pct: float = 0.875, interpolation: str = "bicubic") -> Callable[[Image.Image], torch.Tensor]:
+def eval_transform(image_size: int, mean: Sequence[float] = BENTHICNET_MEAN, std: Sequence[float] = BENTHICNET_STD,
+                   crop_pct: float = 0.875, interpolation: str = "bicubic") -> ImageTransform:
     """timm's eval transform: PIL RGB → ``(3, image_size, image_size)`` float32.
 
     Shorter side resized to ``floor(image_size / crop_pct)``, centre crop, normalise.
     """
-    return T.Compose([
-        T.Resize(math.floor(image_size / crop_pct), interpolation=_INTERP[interpolation]),
-        T.CenterCrop(image_size), T.ToTensor(), T.Normalize(mean, std),
-    ])
+    return create_transform(input_size=(3, image_size, image_size), is_training=False, crop_pct=crop_pct,
+                            crop_mode="center", interpolation=interpolation, mean=tuple(mean), std=tuple(std))
 
 
-def transforms_from_data_config(data_config: Mapping[str, Any], train: bool, **train_kwargs: Any
-                                ) -> Callable[[Image.Image], torch.Tensor]:
-    """Transforms from timm's ``resolve_data_config(model=...)`` dict (input_size, mean, std, crop_pct)."""
-    size = int(data_config["input_size"][-1])
-    mean, std = tuple(data_config["mean"]), tuple(data_config["std"])
-    if train:
-        return train_transform(size, mean, std, **train_kwargs)
-    return eval_transform(size, mean, std, crop_pct=float(data_config.get("crop_pct", 0.875)),
-                          interpolation=str(data_config.get("interpolation", "bicubic")))
+def data_config(source: Any) -> dict[str, Any]:
+    """timm's data config (``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``, ``crop_mode``).
+
+    Args:
+        source: a ``BenthicNetConfig``, a model with such a ``.config`` (its processor's
+            preprocessing), or a timm model (its ``pretrained_cfg``).
+    """
+    config = getattr(source, "config", source)
+    if hasattr(config, "image_mean") and hasattr(config, "image_size"):
+        return resolve_data_config(eval_data_config(config))
+    if hasattr(source, "pretrained_cfg"):
+        return resolve_model_data_config(source)
+    raise TypeError(f"{type(source).__name__} has neither a BenthicNet config (image_size, image_mean, ...) "
+                    "nor a timm pretrained_cfg")
+
+
+def transforms_for(source: Any, **train_kwargs: Any) -> tuple[ImageTransform, ImageTransform]:
+    """``(train, eval)`` transforms with ``source``'s size, mean/std, crop_pct (see :func:`data_config`).
+
+    ``train_kwargs`` go to :func:`train_transform` (``scale``, ``hflip``, ``vflip``, ...).
+    """
+    cfg = data_config(source)
+    size = int(cfg["input_size"][-1])
+    return (train_transform(size, cfg["mean"], cfg["std"], **train_kwargs),
+            eval_transform(size, cfg["mean"], cfg["std"], crop_pct=float(cfg["crop_pct"]),
+                           interpolation=str(cfg["interpolation"])))
 
 
 def label_arrays(batch: Mapping[str, Sequence[Any]], hierarchy: Hierarchy) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,18 @@
-"""Output types: how a head's logits become coherent per-node probabilities and a masked loss.
+"""Output types: how one taxonomy's logits become coherent per-node probabilities and a masked loss.
 
-``"mcm"`` (C-HMCNN, the default) and the ETHEC variants of Dhall et al. 2020 (arXiv 2004.03459):
-``"per_level"``, ``"masked_per_level"``, ``"marginalisation"``, ``"hsoftmax"``. All keep the
-``(batch, num_nodes)`` layout of logits and probabilities. The ETHEC types need single-path tree
-heads (one label per level); flat heads use sigmoid + masked BCE under every type.
+The model's classifier MLPs (:class:`~benthicnet_hf.classifier_heads.ClassifierHeads`, one
+classification *head* per taxonomy, the paper's word) produce raw logits ``(batch, num_nodes)``; the
+output type (``config.output_type``) turns each taxonomy's slice of them into probabilities with no
+child above its parent, and defines the loss that trains them. ``"mcm"`` (C-HMCNN max-constraint +
+MCLoss, the default; implemented once in :mod:`benthicnet_hf.constraint` / :mod:`benthicnet_hf.losses`)
+and the ETHEC variants of Dhall et al. 2020 (arXiv 2004.03459): ``"per_level"``,
+``"masked_per_level"``, ``"marginalisation"``, ``"hsoftmax"``. All keep the ``(batch, num_nodes)``
+layout of logits and probabilities. The ETHEC types need single-path tree taxonomies (one label per
+level); flat taxonomies use sigmoid + masked BCE under every type.
+
+The names are :data:`benthicnet_hf.configuration_benthicnet.OUTPUT_TYPE_NAMES`; :data:`OUTPUT_TYPES`
+maps them to classes. A new output type: a subclass of :class:`OutputType` in its own module, its
+name added to ``OUTPUT_TYPE_NAMES`` and its class to :data:`OUTPUT_TYPES`.
 """
 
 from .base import OutputType

@@ -1,8 +1,11 @@
 """The interface every output type implements for one :class:`~benthicnet_hf.hierarchy.Taxonomy`.
 
-A output type turns a head's raw logits ``(batch, n_nodes)`` into coherent per-node probabilities in
-the C-HMCNN layout (one column per node, no child above its parent) and into a per-sample loss
-that the masked per-head reduction (:func:`benthicnet_hf.losses.masked_head_reduction`) averages.
+An *output type* is how one taxonomy's raw logits become coherent per-node probabilities and a
+masked loss: ``(batch, n_nodes)`` logits → ``(batch, n_nodes)`` probabilities in the C-HMCNN layout
+(one column per node, no child above its parent), and a per-sample loss that the masked per-head
+reduction (:func:`benthicnet_hf.losses.masked_head_reduction`) averages. It holds no weights: the
+logits come from the model's classifier MLPs (:class:`~benthicnet_hf.classifier_heads.ClassifierHeads`,
+one *head* per taxonomy in the paper's sense), which keep one output per node for every output type.
 """
 
 from __future__ import annotations
@@ -13,19 +16,16 @@ from ..hierarchy import Taxonomy
 
 
 class OutputType:
-    """Base class. Subclasses set :attr:`name` and implement the three methods below."""
+    """How one taxonomy's logits become coherent probabilities and a masked loss.
+
+    Subclasses set :attr:`name` (a key of :data:`~benthicnet_hf.output_types.OUTPUT_TYPES`) and
+    implement the three methods below. ``head`` is the taxonomy (one classification head's labels).
+    """
 
     name: str = ""
 
     def __init__(self, head: Taxonomy) -> None:
         self.head = head
-
-    @staticmethod
-    def num_outputs(head: Taxonomy) -> int:
-        """Logits the classifier layer must produce for ``head``: one per node for every head
-        type, so logits, checkpoints and the widget export keep the ``(batch, num_nodes)`` layout
-        (marginalisation reads only the leaf columns)."""
-        return len(head.nodes)
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """``(batch, n)`` logits → ``(batch, n)`` coherent per-node probabilities."""
@@ -36,10 +36,12 @@ class OutputType:
 
         Args:
             logits: ``(batch, n)``.  targets / mask: ``(batch, n)`` 0/1, mask 1 = known.
-            node_weights: optional ``(n,)`` multiplier per node (applied to the label's term).
+            node_weights: optional ``(n,)`` multiplier per node (where it applies is the type's
+                choice: the labelled node's term for the ETHEC types, the bits of
+                ``node_weights_apply_to`` for ``"mcm"`` and flat taxonomies).
         """
         raise NotImplementedError
 
     def labelled(self, targets: Tensor, mask: Tensor) -> Tensor:
-        """``(batch,)`` bool: the sample counts in this head's mean over samples."""
+        """``(batch,)`` bool: the sample counts in this taxonomy's mean over samples."""
         raise NotImplementedError

@@ -4,12 +4,18 @@
 - :mod:`.uncertainty` — per-node ensemble uncertainties (bBMA, entropies, JS, GMU);
 - :mod:`.focal` — the weighted, focal, masked MCLoss with schedulers and the mixed loss;
 - :mod:`.ensemble` — batched ensembles of heads, MC dropout, ensemble inference;
-- :mod:`.lpros` — LP-ROS label-powerset random oversampling as a DataLoader sampler.
+- :mod:`.lpros` — LP-ROS label-powerset random oversampling as a DataLoader sampler (and the
+  fine-tuning loop's epoch-keyed one);
+- :mod:`.metrics` — rare-node recall and F1 (all nodes and the rarest quartile).
+
+The model (ensemble heads) and the fine-tuning loop (``--lpros``, ``--node_weights``) use this
+package; the HMC reproduction in :mod:`benthicnet_hf.experiments.hmc` does too.
 """
 
 from .ensemble import EnsembleMLP, EnsemblePrediction, MCDropoutEnsemble, StackedLinear, ensemble_predict
 from .focal import RareNodeLoss, RareNodeLossOutput, focal_factor, schedule_fraction, scheduled_weights
-from .lpros import LPROSSampler, label_set_bags, lpros_clone_counts
+from .lpros import EpochKeyedLPROSSampler, LPROSSampler, label_set_bags, lpros_clone_counts
+from .metrics import rare_and_all_metrics, rare_node_indices, recall_f1
 from .uncertainty import (
     MODES,
     aleatoric_entropy,
@@ -19,12 +25,13 @@ from .uncertainty import (
     gated_margin_uncertainty,
     predictive_entropy,
 )
-from .weights import balanced_weights, bit_weights, imbalance_weights, node_frequencies
+from .weights import balanced_weights, bit_weights, imbalance_weights, node_frequencies, node_imbalance_weights
 
 __all__ = [
     "MODES",
     "EnsembleMLP",
     "EnsemblePrediction",
+    "EpochKeyedLPROSSampler",
     "LPROSSampler",
     "MCDropoutEnsemble",
     "RareNodeLoss",
@@ -43,7 +50,11 @@ __all__ = [
     "label_set_bags",
     "lpros_clone_counts",
     "node_frequencies",
+    "node_imbalance_weights",
     "predictive_entropy",
+    "rare_and_all_metrics",
+    "rare_node_indices",
+    "recall_f1",
     "schedule_fraction",
     "scheduled_weights",
 ]

@@ -18,11 +18,20 @@ Masks: a sample's label set is built from its **known** bits only — the pair (
 which known bits are positive). Samples with no known bit have no label set: they are kept once
 and never cloned. (The rare-node paper's own resampler is a hierarchical variant; this is LP-ROS
 itself, as the paper names it.)
+
+Under accelerate, :class:`EpochKeyedLPROSSampler` (the fine-tuning loop's ``--lpros``) keys the
+order by ``(seed, epoch)`` where the epoch is read from the loop's ``EpochCounter`` when iteration
+starts, never streamed from a generator or from how often the sampler was iterated. So every
+process computes the same order, and accelerate's ``BatchSamplerShard`` (which it wraps around any
+batch sampler on N processes) hands process ``i`` the batches ``i, i + N, …`` of it: each index of
+the epoch's oversampled multiset once over all processes (the last round padded from the start, as
+for any sampler). A resumed run (``skip_first_batches``) rebuilds the same order and skips the
+batches already done.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -138,3 +147,31 @@ class LPROSSampler(Sampler[int]):
         idx = self.indices()
         perm = torch.randperm(len(idx), generator=g).numpy()
         return iter(idx[perm].tolist())
+
+
+class EpochKeyedLPROSSampler(Sampler[int]):
+    """:class:`LPROSSampler` whose shuffle is chosen by ``counter.epoch`` (fine-tuning's ``--lpros``).
+
+    Args:
+        targets: ``(rows, N)`` 0/1 training targets.
+        mask: ``(rows, N)`` 1 = known.
+        percentage: LP-ROS size increase ``P`` in percent.
+        seed: seed of the clone draw and the shuffles.
+        counter: any object with an ``epoch`` attribute (the loop's ``EpochCounter``).
+    """
+
+    def __init__(self, targets: np.ndarray, mask: np.ndarray, percentage: float, seed: int, counter: Any) -> None:
+        self.lpros = LPROSSampler(targets, mask, percentage=percentage, seed=seed)
+        self.counter = counter
+
+    @property
+    def num_clones(self) -> int:
+        return len(self.lpros.clones)
+
+    def __len__(self) -> int:
+        return len(self.lpros)
+
+    def __iter__(self) -> Iterator[int]:
+        # LPROSSampler advances its own epoch on every __iter__: pin it to the loop's epoch instead
+        self.lpros.set_epoch(int(self.counter.epoch))
+        return iter(self.lpros)

@@ -26,6 +26,8 @@ import math
 import torch
 from torch import Tensor
 
+# Written twice on purpose: configuration_benthicnet (remote-code file, a higher layer) validates
+# config.uncertainty without this package; tests/test_ensemble_model.py fails if the copies drift.
 MODES = ("bma", "predictive", "aleatoric", "epistemic", "gmu")
 ALIASES = {"mean": "bma", "bbma": "bma", "pcs": "gmu", "vgmu": "gmu", "js": "epistemic"}
 GATE_EPS = 1e-10  # keeps the gate finite when all members agree exactly (σ = 0)

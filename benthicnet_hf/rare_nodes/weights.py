@@ -32,9 +32,11 @@ import torch
 from torch import Tensor
 
 from ..hierarchy import Hierarchy
+# one home for the node weight → bit mapping (the model's loss uses it too); re-exported here
+from ..losses import NODE_WEIGHT_BITS as APPLY_TO  # noqa: F401
+from ..losses import bit_weights  # noqa: F401
 
 DEFAULT_OMEGA = 0.25
-APPLY_TO = ("positive", "negative", "all")
 
 
 def _as_numpy(x: Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -134,23 +136,8 @@ def imbalance_weights(
     return torch.as_tensor(out, dtype=torch.float32)
 
 
-def bit_weights(node_weights: Tensor, targets: Tensor, apply_to: str = "positive") -> Tensor:
-    """Per-bit multiplier from node weights.
-
-    Args:
-        node_weights: ``(N,)`` node weights ``w``.
-        targets: ``(..., N)`` 0/1 targets.
-        apply_to: ``"positive"`` (``w_j`` where ``y = 1``, 1 elsewhere; the paper),
-            ``"negative"`` (``w_j`` where ``y = 0``; what the public code does) or ``"all"``.
-
-    Returns:
-        ``(..., N)`` weights in ``node_weights``'s dtype.
-    """
-    if apply_to not in APPLY_TO:
-        raise ValueError(f"apply_to must be one of {APPLY_TO}, got {apply_to!r}")
-    w = node_weights.to(device=targets.device)
-    if apply_to == "all":
-        return w.expand(targets.shape)
-    y = targets > 0.5
-    on = y if apply_to == "positive" else ~y
-    return torch.where(on, w, torch.ones_like(w))
+def node_imbalance_weights(hierarchy: Hierarchy, targets: np.ndarray, mask: np.ndarray) -> list[float]:
+    """``(N,)`` node weights for ``config.node_weights`` (fine-tuning's ``--node_weights imbalance``):
+    :func:`imbalance_weights` of the training targets/mask, computed once before training, as the
+    plain floats a config stores."""
+    return [float(w) for w in imbalance_weights(hierarchy, targets, mask).tolist()]

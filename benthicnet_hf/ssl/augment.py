@@ -15,10 +15,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-__all__ = ["BENTHICNET_MEAN", "BENTHICNET_STD", "RandomRotate90", "view_transform", "TwoViewTransform", "SingleViewTransform"]
+from ..configuration_benthicnet import BENTHICNET_MEAN, BENTHICNET_STD
 
-BENTHICNET_MEAN = (0.359, 0.413, 0.386)
-BENTHICNET_STD = (0.219, 0.215, 0.209)
+__all__ = ["BENTHICNET_MEAN", "BENTHICNET_STD", "RandomRotate90", "view_transform", "TwoViewTransform", "SingleViewTransform"]
 
 
 class RandomRotate90(torch.nn.Module):

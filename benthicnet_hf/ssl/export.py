@@ -1,16 +1,19 @@
-"""Export of the pre-trained **encoder only**: timm-native safetensors + a small JSON config."""
+"""Export of the pre-trained **encoder only**: timm-native safetensors + a small JSON config, and
+timm's own Hub folder layout (:func:`timm.models.save_for_hf`) for upload."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 import timm
-from safetensors.torch import save_file
+from safetensors.torch import load_file
+from timm.models import save_for_hf
 from torch import nn
+
+from ..checkpoint_io import save_encoder_safetensors
 
 __all__ = ["ENCODER_WEIGHTS", "ENCODER_CONFIG", "export_encoder", "write_timm_hub_folder"]
 
@@ -53,36 +56,31 @@ def export_encoder(
         **(extra or {}),
     }
     weights = out / ENCODER_WEIGHTS
-    try:  # the shared converter, when present, owns the on-disk format
-        from benthicnet_hf.conversion import save_encoder_safetensors  # type: ignore[attr-defined]
-    except ImportError:
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.state_dict().items()}
-        save_file(state, str(weights), metadata={"format": "timm", "architecture": architecture, "method": method})
-    else:
-        save_encoder_safetensors(encoder, weights, {"architecture": architecture, "method": method})
+    save_encoder_safetensors(encoder, weights, {"architecture": architecture, "method": method})
     (out / ENCODER_CONFIG).write_text(json.dumps(config, indent=2))
     return weights
 
 
 def write_timm_hub_folder(export_dir: str | os.PathLike, folder: str | os.PathLike) -> Path:
-    """Lay an export out as timm's Hub format in ``folder``: ``model.safetensors`` (the same tensors),
+    """Lay an export out in timm's Hub format in ``folder`` with :func:`timm.models.save_for_hf`.
+
+    Writes ``model.safetensors`` (the exported tensors, loaded strictly into the architecture first),
     ``config.json`` (``architecture``, ``num_classes=0``, ``num_features``, ``model_args``,
-    ``pretrained_cfg`` with the pre-training mean/std/size) and ``encoder_config.json``.
+    ``pretrained_cfg`` with the pre-training mean/std/size) and a copy of ``encoder_config.json``.
     ``timm.create_model("local-dir:" + folder, pretrained=True)`` then rebuilds the encoder.
     """
     src, dst = Path(export_dir), Path(folder)
-    dst.mkdir(parents=True, exist_ok=True)
     config = json.loads((src / ENCODER_CONFIG).read_text())
-    size = config["image_size"]
-    pretrained_cfg = {
-        "input_size": [3, size, size], "mean": config["mean"], "std": config["std"], "num_classes": 0,
-        "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "center",
-    }
-    timm_config = {
-        "architecture": config["architecture"], "num_classes": 0, "num_features": config["num_features"],
-        "model_args": config.get("model_args", {}), "pretrained_cfg": pretrained_cfg,
-    }
-    (dst / "config.json").write_text(json.dumps(timm_config, indent=2))
+    encoder = timm.create_model(config["architecture"], pretrained=False, num_classes=0,
+                                **config.get("model_args", {}))
+    encoder.load_state_dict(load_file(str(src / ENCODER_WEIGHTS)), strict=True)
+    size = int(config["image_size"])
+    # crop_pct 1.0: pre-training saw whole (resized) frames; tag names our weights, not timm's source ones
+    data_config = {"input_size": (3, size, size), "mean": tuple(config["mean"]), "std": tuple(config["std"]),
+                   "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "center"}
+    # preprocessing via model_config's pretrained_cfg, not data_config=: the same config.json, and it
+    # also works with timm releases whose save_for_hf has no data_config argument
+    pretrained_cfg = {"tag": f"benthicnet_{config['method']}", **data_config}
+    save_for_hf(encoder, str(dst), model_config={"pretrained_cfg": pretrained_cfg}, safe_serialization=True)
     (dst / ENCODER_CONFIG).write_text(json.dumps(config, indent=2))
-    shutil.copyfile(src / ENCODER_WEIGHTS, dst / "model.safetensors")
     return dst

@@ -30,7 +30,8 @@ def build_optimizer(
     """``"lars"``, ``"adamw"`` or ``"sgd"`` over the trainable parameters.
 
     Biases and normalisation parameters (1-D tensors) get no weight decay (and no LARS
-    adaptation), as in the reference recipes. Each group records ``base_lr`` for the schedule.
+    adaptation), as in the reference recipes. The learning-rate schedule
+    (:func:`.schedules.warmup_cosine_scheduler`) scales each group's initial ``lr``.
     """
     groups = lars_param_groups(model, weight_decay)
     name = name.lower()
@@ -47,6 +48,4 @@ def build_optimizer(
         opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     else:
         raise ValueError(f"unknown optimizer {name!r}; expected 'lars', 'adamw' or 'sgd'")
-    for g in opt.param_groups:
-        g["base_lr"] = lr
     return opt

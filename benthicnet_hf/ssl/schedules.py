@@ -1,10 +1,20 @@
-"""Learning-rate and EMA-momentum schedules (pure functions of the step, so resume is exact)."""
+"""Learning-rate and EMA-momentum schedules (pure functions of the step, so resume is exact).
+
+The pre-training learning rate is a ``torch`` scheduler (:func:`warmup_cosine_scheduler`), saved
+and restored with the rest of the accelerate state. It is not transformers'
+``get_cosine_schedule_with_warmup`` (which fine-tuning uses) because that warm-up starts at 0
+(``step / warmup``: the first step is wasted) while the pre-training recipe starts at
+``base / warmup`` (``(step + 1) / warmup``, tested in ``tests/test_ssl_losses.py``); after the
+warm-up both are the same cosine to 0.
+"""
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["warmup_cosine", "warmup_cosine_lambda", "cosine_momentum"]
+import torch
+
+__all__ = ["warmup_cosine", "warmup_cosine_lambda", "warmup_cosine_scheduler", "cosine_momentum"]
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, base: float, final: float = 0.0) -> float:
@@ -31,6 +41,14 @@ def warmup_cosine_lambda(total_steps: int, warmup_steps: int, final_ratio: float
         return warmup_cosine(step, total_steps, warmup_steps, 1.0, final_ratio)
 
     return factor
+
+
+def warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int
+                            ) -> torch.optim.lr_scheduler.LambdaLR:
+    """``LambdaLR`` giving optimiser step ``s`` (from 0) the rate ``warmup_cosine(s, ...)`` of each
+    group's initial rate. Call ``scheduler.step()`` once after each ``optimizer.step()``."""
+    warmup_cosine(0, total_steps, warmup_steps, 1.0)  # argument checks, now rather than at step 0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine_lambda(total_steps, warmup_steps))
 
 
 def cosine_momentum(step: int, total_steps: int, base: float, final: float = 1.0) -> float:

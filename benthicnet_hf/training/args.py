@@ -133,10 +133,10 @@ class FinetuneArguments:
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        from ..configuration_benthicnet import OUTPUT_TYPES
+        from ..configuration_benthicnet import OUTPUT_TYPE_NAMES
 
-        if self.output_type is not None and self.output_type not in OUTPUT_TYPES:
-            raise ValueError(f"--output_type must be one of {OUTPUT_TYPES}, got {self.output_type!r}")
+        if self.output_type is not None and self.output_type not in OUTPUT_TYPE_NAMES:
+            raise ValueError(f"--output_type must be one of {OUTPUT_TYPE_NAMES}, got {self.output_type!r}")
         if self.init_head_bias not in ("prior", "zero"):
             raise ValueError(f"--init_head_bias must be prior|zero, got {self.init_head_bias!r}")
         if self.lpros is not None and not self.lpros >= 0:

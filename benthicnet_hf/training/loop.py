@@ -10,7 +10,6 @@ continues exactly like the uninterrupted run.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -21,8 +20,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
-from tqdm.auto import tqdm
-
 from ..constraint import NonFiniteLogitsError
 from .args import FinetuneArguments
 from .checkpointing import TrainingState, save_checkpoint
@@ -31,8 +28,9 @@ from .components import (EpochCounter, build_model, keyed_seed, label_matrices, 
 from .bias_init import init_head_biases
 from .main_process import run_on_main
 from .publish import push_final, save_final
-from .rare_node_options import EpochKeyedLPROSSampler, node_imbalance_weights
+from ..rare_nodes import EpochKeyedLPROSSampler, node_imbalance_weights
 from .run_dir import args_snapshot, start_run
+from .run_log import StepLogger, init_trackers, progress_bar, resolve_tracker
 from .evaluation import check_label_support, evaluate_split, lookup_metric, prior_baseline, scalar_metrics
 
 logger = logging.getLogger(__name__)
@@ -53,13 +51,10 @@ def resolve_mixed_precision(choice: str) -> str:
 
 
 def make_accelerator(args: FinetuneArguments) -> Accelerator:
-    tracker = None
-    if args.report_to == "tensorboard" or (args.report_to == "auto" and importlib.util.find_spec("tensorboard")):
-        tracker = "tensorboard"
     return Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=resolve_mixed_precision(args.mixed_precision),
-        log_with=tracker, project_dir=args.output_dir,
+        log_with=resolve_tracker(args.report_to), project_dir=args.output_dir,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
 
@@ -136,21 +131,19 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     if resume_path is not None:
         accelerator.print(f"resuming from {resume_path}")
         accelerator.load_state(str(resume_path))
-    if accelerator.log_with:
-        accelerator.init_trackers("finetune", config={k: v for k, v in args.to_dict().items()
-                                                      if isinstance(v, (int, float, str, bool))})
+    init_trackers(accelerator, "finetune", args)
 
     greater = args.metric_greater_is_better
     best_dir = out_dir / BEST_DIR
     stopped = False
     val_count = 0
-    progress = tqdm(total=total_steps, initial=state.completed_steps, desc="train",
-                    disable=not accelerator.is_local_main_process)
+    progress = progress_bar(accelerator, total_steps, state.completed_steps)
+    step_log = StepLogger(accelerator, progress, args.logging_steps)
     while state.epoch < args.num_train_epochs and not stopped:
         epoch = state.epoch
         counter.epoch = epoch
         train_dl.set_epoch(epoch)
-        stopped = _train_epoch(args, accelerator, model, optimizer, scheduler, train_dl, state, progress)
+        stopped = _train_epoch(args, accelerator, model, optimizer, scheduler, train_dl, state, step_log)
         if stopped:
             break
         metrics, val_count = evaluate_split(model, val_dl, accelerator, hierarchy, args.threshold, desc="validation")
@@ -200,7 +193,7 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
 
 
 def _train_epoch(args: FinetuneArguments, accelerator: Accelerator, model: Any, optimizer: Any, scheduler: Any,
-                 train_dl: Any, state: TrainingState, progress: Any) -> bool:
+                 train_dl: Any, state: TrainingState, step_log: StepLogger) -> bool:
     """Train the rest of ``state.epoch``; True when ``--stop_after_steps`` interrupted it."""
     model.train()
     loader = train_dl
@@ -222,6 +215,7 @@ def _train_epoch(args: FinetuneArguments, accelerator: Accelerator, model: Any, 
             accelerator.backward(out.loss)
             if accelerator.sync_gradients and args.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]  # the rate of this step
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
@@ -229,11 +223,7 @@ def _train_epoch(args: FinetuneArguments, accelerator: Accelerator, model: Any, 
         if not accelerator.sync_gradients:
             continue
         state.completed_steps += 1
-        progress.update(1)
-        if state.completed_steps % args.logging_steps == 0:
-            loss = accelerator.reduce(out.loss.detach(), reduction="mean").item()
-            accelerator.log({"train/loss": loss, "train/lr": scheduler.get_last_lr()[0]}, step=state.completed_steps)
-            progress.set_postfix(loss=f"{loss:.4f}")
+        step_log.step(state.completed_steps, out.loss, lr=lr)
         if args.stop_after_steps is not None and state.completed_steps >= args.stop_after_steps:
             save_checkpoint(accelerator, args.output_dir, state.completed_steps, args.save_total_limit,
                             args_snapshot(args))

@@ -1,7 +1,8 @@
 """A training run owns its output folder, and a resumed run is the same run.
 
-Shared by fine-tuning (:func:`start_run`) and self-supervised pre-training
-(``ssl.trainer``). Checked at start-up, before any data is loaded or any weight is built:
+Shared by fine-tuning, self-supervised pre-training (``ssl.trainer``) and labelled contrastive
+pre-training (``contrastive.train``), each through :func:`start_run` with its own artefacts and
+allow-list. Checked at start-up, before any data is loaded or any weight is built:
 
 - **Ownership** (:func:`claim_output_dir`): a fresh run refuses an ``output_dir`` that already holds
   another run's artefacts (fine-tuning: :data:`RUN_ARTEFACTS`, step checkpoints, ``best/``,
@@ -10,10 +11,10 @@ Shared by fine-tuning (:func:`start_run`) and self-supervised pre-training
   resuming an older one would leave newer checkpoints that ``latest`` and ``--save_total_limit``
   would mix into the new run (an older checkpoint can start a branch in a new, empty folder). A *file* named like one of the run's folders (``best``, ``checkpoints``, ``final``)
   is refused at once, not after the first epoch.
-- **Same settings** (:func:`check_resume_args`): every checkpoint carries the run's arguments
-  (``run_args.json``, the parsed :class:`FinetuneArguments` as JSON); a resume refuses any
-  difference outside the allow-list (:data:`RESUME_HARMLESS` for fine-tuning), listing each flag
-  with its old and new value.
+- **Same settings** (:func:`refuse_changed_settings`): every checkpoint carries the run's arguments
+  (``run_args.json``, the loop's parsed argument dataclass as JSON); a resume refuses any
+  difference outside the loop's allow-list (:data:`RESUME_HARMLESS` for fine-tuning), listing each
+  flag with its old and new value.
 """
 
 from __future__ import annotations
@@ -190,23 +191,27 @@ def refuse_changed_settings(checkpoint: str | Path, saved: Mapping[str, Any] | N
             f"(flags that may change on resume: {', '.join(sorted(harmless))})")
 
 
-def check_resume_args(checkpoint: str | Path, args: Any) -> None:
-    """Refuse resuming the fine-tuning ``checkpoint`` with settings that change the run (see above)."""
-    refuse_changed_settings(checkpoint, read_run_args(checkpoint), args_snapshot(args))
+def start_run(accelerator: Any, args: Any, artefacts: Collection[str] = RUN_ARTEFACTS,
+              folders: Collection[str] = RUN_FOLDERS, harmless: Collection[str] = RESUME_HARMLESS,
+              missing_ok: bool = False) -> Path | None:
+    """Start-up of every training loop: resolve ``args.resume_from_checkpoint``, claim
+    ``args.output_dir`` (main process; its errors reach every process) and check the settings of a
+    resume against ``harmless``. Defaults: fine-tuning's; each loop passes its own ``artefacts``,
+    ``folders`` and allow-list. ``missing_ok``: ``latest`` with no checkpoint starts fresh.
 
-
-def start_run(accelerator: Any, args: Any) -> Path | None:
-    """Fine-tuning start-up: claim ``args.output_dir`` (main process; its errors reach every
-    process) and check the settings of a resume. Returns the checkpoint to resume (None: fresh run)."""
+    ``args`` is the loop's argument dataclass (``output_dir``, ``resume_from_checkpoint``,
+    ``overwrite_output_dir``). Returns the checkpoint to resume (None: fresh run).
+    """
     from .main_process import run_on_main
 
-    resume = find_checkpoint(args.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    resume = (find_checkpoint(args.output_dir, args.resume_from_checkpoint, missing_ok)
+              if args.resume_from_checkpoint else None)
 
     def claim() -> None:
-        claim_output_dir(args.output_dir, resume, args.overwrite_output_dir)
+        claim_output_dir(args.output_dir, resume, args.overwrite_output_dir, artefacts, folders)
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
 
     run_on_main(accelerator, f"checking --output_dir {args.output_dir}", claim)
-    if resume is not None:
-        check_resume_args(resume, args)  # read-only: every process reaches the same verdict
+    if resume is not None:  # read-only: every process reaches the same verdict
+        refuse_changed_settings(resume, read_run_args(resume), args_snapshot(args), harmless)
     return resume

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..constraint import MaxConstraint
-from ..hierarchy import Hierarchy
+from ...constraint import MaxConstraint
+from ...hierarchy import Hierarchy
 
 
 class HMCNetwork(nn.Module):

@@ -1,36 +1,125 @@
-"""Read the HMC benchmark ARFF files into features and hierarchy targets.
+"""The ARFF format of the hierarchical multi-label (HMC) benchmarks: one parser for the library.
 
-One file holds numeric attributes, nominal attributes ``{a,b,c}`` (one-hot encoded, as the
-C-HMCNN reference does; a missing or unknown nominal value is all zeros), missing values ``?``
-(kept as NaN for :mod:`.preprocess` to impute) and one ``hierarchical`` class attribute whose rows
-carry ``@``-separated node keys. A row's target is its nodes and all their ancestors.
+Reads the header (numeric, nominal ``{a,b,c}`` and ``hierarchical`` attributes), the ``@DATA`` rows
+(features, with ``?`` as NaN) and the class hierarchy of a ``hierarchical`` declaration. Two
+declaration forms exist (Clus / C-HMCNN benchmark files):
 
-A dataset is a prefix with splits beside it: ``X.train.arff`` / ``X.valid.arff`` / ``X.test.arff``
-(FunCat, GO), ``X_train.arff`` / ``X_Test.arff`` or ``X_trainvalid.arff`` / ``X_test.arff`` (the
-"others"), each optionally ``.gz`` (see :func:`find_splits`).
+- **trees** (FunCat, Diatoms, ImCLEF07A): the declaration lists node paths ``01,01/01,01/01/03``;
+  a node's parent is its path prefix, top-level nodes hang under an implicit ``root``;
+- **DAGs** (Gene Ontology): the declaration lists ``parent/child`` edges starting with
+  ``root/GO0003674``; a node may have several parents.
+
+Row labels are ``@``-separated node keys: paths for trees, ids for DAGs. A row's target is its
+nodes and all their ancestors.
+
+A declaration may list the same path (or edge) more than once: repeats are dropped, first
+occurrence order kept, and the count is logged.
 
 A line is a comment only when it *starts* with ``%`` (after blanks), as the ARFF format says: ``%``
 inside an attribute name or a quoted value is data. Values may be quoted with ``'`` or ``"`` (commas
-inside quotes are kept).
+inside quotes are kept). Nominal attributes are one-hot encoded as the C-HMCNN reference does (a
+missing or unknown value is all zeros). Splits and dataset folders are the experiments' business
+(:mod:`benthicnet_hf.experiments.hmc.arff`).
 """
 
 from __future__ import annotations
 
+import gzip
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..arff_hierarchy import taxonomy_from_declaration, open_text
-from ..hierarchy import Hierarchy
+from ..hierarchy import Hierarchy, HierarchyError, Taxonomy
 
-#: nodes the reference never evaluates nor trains on: the tree root and the three GO roots
-ROOT_KEYS = ("root", "GO0003674", "GO0005575", "GO0008150")
-SPLITS = ("train", "valid", "test")
-#: A split file's name: ``PREFIX`` + ``.`` or ``_`` + split word (any case) + ``.arff`` (+ ``.gz``).
-#: ``trainvalid`` (train and validation in one file) is read as the train split.
-SPLIT_FILE = re.compile(r"^(?P<prefix>.+?)[._](?P<split>trainvalid|train|valid|test)\.arff(?:\.gz)?$", re.IGNORECASE)
+__all__ = [
+    "ROOT",
+    "ArffFormatError",
+    "ArffTable",
+    "Attribute",
+    "is_dag_declaration",
+    "open_text",
+    "read_arff",
+    "read_declaration",
+    "split_row",
+    "taxonomy_from_arff",
+    "taxonomy_from_declaration",
+]
+
+logger = logging.getLogger(__name__)
+
+ROOT = "root"
+_DECL = re.compile(r"^\s*@attribute\s+(\S+)\s+hierarchical\s+(\S+)\s*$", re.IGNORECASE)
+
+
+def open_text(path: str | Path):
+    """Open a plain or gzip-compressed text file."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def is_dag_declaration(terms: list[str]) -> bool:
+    """GO declarations are edge lists that start from ``root/...``."""
+    return any(t.startswith(ROOT + "/") for t in terms)
+
+
+def taxonomy_from_declaration(spec: str, name: str = "class", kind: str | None = None) -> Taxonomy:
+    """A :class:`Taxonomy` from the comma-separated term list of a ``hierarchical`` attribute.
+
+    Args:
+        spec: the declaration's term list, e.g. ``"01,01/01,01/01/03"`` or
+            ``"root/GO0003674,GO0003674/GO0005488"``.
+        kind: ``"tree"`` or ``"dag"``; detected from the terms when None.
+    """
+    listed = [t.strip() for t in spec.split(",") if t.strip()]
+    if not listed:
+        raise HierarchyError(f"hierarchical attribute {name!r} declares no classes")
+    terms = list(dict.fromkeys(listed))  # repeats are legal: dedupe, keep the first order
+    if len(terms) < len(listed):
+        logger.info("hierarchical attribute %r: %d repeated class term(s) ignored", name, len(listed) - len(terms))
+    kind = kind or ("dag" if is_dag_declaration(terms) else "tree")
+    if kind == "dag":
+        edges = []
+        for t in terms:
+            parts = t.split("/")
+            if len(parts) != 2 or not all(parts):
+                raise HierarchyError(f"DAG edge {t!r} of {name!r} is not 'parent/child'")
+            edges.append((parts[0], parts[1]))
+        return Taxonomy.from_edges(name, edges)
+    nodes: dict[str, int] = {ROOT: 0}
+    parents: list[tuple[int, ...]] = [()]
+    for t in terms:
+        parts = t.split("/")
+        if not all(parts):
+            raise HierarchyError(f"class path {t!r} of {name!r} has an empty component")
+        for d in range(1, len(parts) + 1):
+            key = "/".join(parts[:d])
+            if key not in nodes:
+                nodes[key] = len(nodes)
+                parents.append((nodes["/".join(parts[: d - 1])] if d > 1 else 0,))
+    return Taxonomy(name=name, nodes=tuple(nodes), parents=tuple(parents), kind="tree", sep="/")
+
+
+def read_declaration(path: str | Path) -> tuple[str, str]:
+    """``(attribute name, term list)`` of the hierarchical attribute in an ARFF file's header."""
+    with open_text(path) as f:
+        for line in f:
+            m = _DECL.match(line)
+            if m:
+                return m.group(1), m.group(2)
+            if line.strip().lower().startswith("@data"):
+                break
+    raise HierarchyError(f"{path}: no '@ATTRIBUTE ... hierarchical ...' declaration in the header")
+
+
+def taxonomy_from_arff(path: str | Path, name: str | None = None) -> Taxonomy:
+    """The class hierarchy declared in an ARFF file (plain or ``.gz``)."""
+    attr, spec = read_declaration(path)
+    return taxonomy_from_declaration(spec, name=name or attr)
 
 
 class ArffFormatError(ValueError):
@@ -216,91 +305,3 @@ def read_arff(path: str | Path, hierarchy: Hierarchy | None = None) -> tuple[Arf
     features = _features(feat_attrs, feat_cells, linenos, path)
     targets = _targets(list(cells[:, c]), linenos, hierarchy, path)
     return ArffTable(path, features, targets, tuple(feat_attrs), attrs[c].values[0]), hierarchy
-
-
-def split_files(folder: str | Path) -> dict[str, dict[str, list[Path]]]:
-    """``{prefix: {split word (lower case): [files]}}`` of the split files in ``folder`` (:data:`SPLIT_FILE`)."""
-    out: dict[str, dict[str, list[Path]]] = {}
-    for path in sorted(Path(folder).iterdir()):
-        m = SPLIT_FILE.match(path.name)
-        if m and path.is_file():
-            out.setdefault(m["prefix"], {}).setdefault(m["split"].lower(), []).append(path)
-    return out
-
-
-def dataset_prefixes(folder: str | Path) -> list[str]:
-    """Dataset names in ``folder``: prefixes with a train (or trainvalid) and a test split, sorted."""
-    return sorted(p for p, splits in split_files(folder).items()
-                  if ("train" in splits or "trainvalid" in splits) and "test" in splits)
-
-
-def find_splits(prefix: str | Path) -> dict[str, Path]:
-    """Split files beside ``prefix``: ``{"train": ..., "valid": ... (optional), "test": ...}``.
-
-    Accepted names: ``PREFIX`` + ``.`` or ``_`` + ``train`` / ``valid`` / ``test`` / ``trainvalid``
-    in any case (``X.train.arff``, ``X_Train.arff``, ``X_TEST.arff``, ``X.trainvalid.arff``) +
-    ``.arff`` or ``.arff.gz``. ``trainvalid`` (train and validation in one file) is the train split
-    when there is no separate train file; with both, train (+ valid) are used and trainvalid is
-    not. Two files for one split (``X.train.arff`` and ``X_train.arff.gz``) are an error.
-    """
-    prefix = Path(prefix)
-    folder = prefix.parent
-    splits = split_files(folder).get(prefix.name, {}) if folder.is_dir() else {}
-    several = {s: files for s, files in splits.items() if len(files) > 1}
-    if several:
-        raise FileNotFoundError(f"ambiguous split files for {prefix}: " + "; ".join(
-            f"{s}: {[f.name for f in files]}" for s, files in several.items()) + " (keep one per split)")
-    found = {s: files[0] for s, files in splits.items()}
-    if "train" not in found and "trainvalid" in found:
-        found["train"] = found["trainvalid"]
-        if "valid" in found:
-            raise FileNotFoundError(f"{found['valid']}: a valid split beside {found['trainvalid'].name}, which "
-                                    "already holds the validation rows; remove one")
-    found.pop("trainvalid", None)
-    missing = [s for s in ("train", "test") if s not in found]
-    if missing:
-        raise FileNotFoundError(
-            f"no {'/'.join(missing)} split for {prefix}: expected e.g. {prefix}.train.arff(.gz), "
-            f"{prefix}_train.arff(.gz) or {prefix}_trainvalid.arff(.gz) and the matching test file"
-            + (f" (found {sorted(f.name for f in found.values())})" if found else "")
-        )
-    return {s: found[s] for s in SPLITS if s in found}
-
-
-@dataclass
-class HMCDataset:
-    """A benchmark dataset: splits on one hierarchy. ``valid`` is None for train/test datasets."""
-
-    name: str
-    hierarchy: Hierarchy
-    train: ArffTable
-    valid: ArffTable | None
-    test: ArffTable
-
-    @property
-    def to_eval(self) -> np.ndarray:
-        """``(N,)`` bool: nodes scored and trained on (all but :data:`ROOT_KEYS`)."""
-        keys = self.hierarchy.heads[0].nodes
-        return np.array([k not in ROOT_KEYS for k in keys])
-
-    @property
-    def input_dim(self) -> int:
-        return self.train.features.shape[1]
-
-
-def load_hmc(prefix: str | Path) -> HMCDataset:
-    """Load all splits of a dataset prefix (see :func:`find_splits`) on the train split's hierarchy."""
-    files = find_splits(prefix)
-    train, hierarchy = read_arff(files["train"])
-    tables = {"train": train}
-    for split in ("valid", "test"):
-        if split in files:
-            tables[split], _ = read_arff(files[split], hierarchy)
-            if tables[split].declaration != train.declaration:
-                raise ArffFormatError(f"{files[split]}: class hierarchy differs from {files['train']}")
-            if tables[split].features.shape[1] != train.features.shape[1]:
-                raise ArffFormatError(
-                    f"{files[split]}: {tables[split].features.shape[1]} feature columns, "
-                    f"train has {train.features.shape[1]}"
-                )
-    return HMCDataset(Path(prefix).name, hierarchy, train, tables.get("valid"), tables["test"])

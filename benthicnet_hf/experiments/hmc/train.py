@@ -31,13 +31,14 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 from torch import Tensor, nn
 
-from ..constraint import dense_max_constraint, max_constraint
-from ..hierarchy import Hierarchy
-from ..losses import HierarchicalLoss
-from ..rare_nodes import LPROSSampler, ensemble_predict
+from ...constraint import dense_max_constraint, max_constraint
+from ...hierarchy import Hierarchy
+from ...losses import HierarchicalLoss
+from ...rare_nodes import LPROSSampler, ensemble_predict
+from ...rare_nodes.metrics import rare_and_all_metrics
 from .arff import HMCDataset
 from .preprocess import preprocess_splits
-from .rare import RARE_LOSSES, MaskedRareLoss, build_network, focal_mode_of, rare_and_all_metrics
+from .rare import RARE_LOSSES, MaskedRareLoss, build_network, focal_mode_of
 
 #: lower-case dataset name → (published C-HMCNN AU(PRC), hidden, lr, epochs). Hyper-parameters from
 #: the reference ``main.py``; AU(PRC) from the paper's table (mean of 10 seeds).
