@@ -1,11 +1,23 @@
-"""Step time of each SSL method against lightly's equivalent (same timm backbone, batch, heads; CPU).
+"""Step time of each SSL method against lightly's equivalent, on equal work (same backbone, batch, heads; CPU).
 
-Per method a training step (forward, backward, SGD step, EMA update where the method has one) is
-timed for ours and for lightly's construction from its documented building blocks, interleaved
-rep by rep so machine load affects both alike; the median ratio ours / lightly is reported
-(goal <= 1.0). Last line: one JSON object.
+Equal work on both sides:
+- views: both sides forward each view separately (the papers' form and our default; lightly's
+  examples do the same), so the same number of images goes through the same layers;
+- heads: the same widths and layer stack (Linear, BatchNorm, ReLU; final BatchNorm where the paper
+  has one), lightly's from its ``heads`` building blocks;
+- MoCo v3: lightly 1.6 has no MoCo v3 loss class (its NTXentLoss is SimCLR's loss), so the
+  baseline's loss is the paper's Algorithm 1 written out here, ``2τ·CE(q̂ k̂ᵀ/τ, arange)`` per
+  direction, on lightly's heads, EMA and cosine momentum;
+- optimiser: each method's recipe (LARS for SimSiam/BYOL/Barlow Twins, AdamW for MoCo v3/MAE),
+  the same implementation and parameter groups (``benthicnet_hf.ssl.optim.build_optimizer``) on
+  both sides, so the figure compares the model step, not two optimisers.
 
-    python benchmarks/bench_ssl.py [--reps 4] [--batch 16] [--threads 2]
+Per method a training step (forward, backward, optimiser step, EMA update where the method has
+one) is timed for ours and for lightly's, interleaved rep by rep (the order alternating) so that
+machine load hits both alike; each rep gives a ratio ours / lightly, and the median ratio with its
+quartiles and range is reported (goal: median <= 1.0). Last line: one JSON object.
+
+    python benchmarks/bench_ssl.py [--reps 12] [--batch 8] [--threads 1] [--methods mocov3 mae]
 """
 
 from __future__ import annotations
@@ -22,8 +34,9 @@ import torch
 from torch import nn
 
 from benthicnet_hf.ssl import build_ssl_method
+from benthicnet_hf.ssl.optim import build_optimizer
 
-from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss
+from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity
 from lightly.models import utils as lu
 from lightly.models.modules import heads as lh
 from lightly.models.modules.masked_autoencoder_timm import MAEDecoderTIMM
@@ -86,13 +99,21 @@ class LightlyMoCoV3(nn.Module):
     def __init__(self, image_size):
         super().__init__()
         self.backbone = timm.create_model(VIT, num_classes=0, img_size=image_size)
-        d = self.backbone.num_features
-        self.proj = lh.MoCoProjectionHead(d, 1024, 256, num_layers=3, batch_norm=True)
-        self.pred = lh.BYOLPredictionHead(256, 1024, 256)
+        d, h, p = self.backbone.num_features, 1024, 256
+        # the paper's heads: 3-layer projector, 2-layer predictor, both ending in BN without affine
+        self.proj = lh.ProjectionHead([(d, h, nn.BatchNorm1d(h), nn.ReLU()), (h, h, nn.BatchNorm1d(h), nn.ReLU()),
+                                       (h, p, nn.BatchNorm1d(p, affine=False), None)])
+        self.pred = lh.ProjectionHead([(p, h, nn.BatchNorm1d(h), nn.ReLU()),
+                                       (h, p, nn.BatchNorm1d(p, affine=False), None)])
         self.backbone_m, self.proj_m = copy.deepcopy(self.backbone), copy.deepcopy(self.proj)
         lu.deactivate_requires_grad(self.backbone_m)
         lu.deactivate_requires_grad(self.proj_m)
-        self.crit = NTXentLoss(temperature=0.2)
+        self.tau = 0.2
+
+    def ctr(self, q, k):
+        """MoCo v3 (Chen, Xie & He 2021), Algorithm 1: ``2τ · CE(normalize(q) normalize(k)ᵀ / τ, arange(N))``."""
+        logits = nn.functional.normalize(q, dim=1) @ nn.functional.normalize(k, dim=1).T / self.tau
+        return 2 * self.tau * nn.functional.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
 
     def update_momentum(self, step, total):
         m = cosine_schedule(step, total, 0.99, 1.0)
@@ -103,7 +124,7 @@ class LightlyMoCoV3(nn.Module):
         q0, q1 = self.pred(self.proj(self.backbone(x0))), self.pred(self.proj(self.backbone(x1)))
         with torch.no_grad():
             k0, k1 = self.proj_m(self.backbone_m(x0)), self.proj_m(self.backbone_m(x1))
-        return self.crit(q0, k1) + self.crit(q1, k0)
+        return self.ctr(q0, k1) + self.ctr(q1, k0)
 
 
 class LightlyMAE(nn.Module):
@@ -144,8 +165,9 @@ def _pairs(image_size):
     }
 
 
-def _step_fn(model, views):
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+def _step_fn(model, views, recipe):
+    """One training step with the method's recipe optimiser (same implementation on both sides)."""
+    opt = build_optimizer(model, recipe["name"], 1e-4, recipe["weight_decay"])
     state = {"step": 0}
 
     def step():
@@ -166,38 +188,62 @@ def _time(fn) -> float:
     return time.perf_counter() - t
 
 
+def _quantiles(xs: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=4)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--reps", type=int, default=12, help="interleaved timed steps per side and method")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--image_size", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", nargs="+", default=None, help="subset of: simsiam byol barlow_twins mocov3 mae")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = {"bench": "ssl_step_time_vs_lightly", "device": "cpu", "threads": args.threads, "batch": args.batch,
-           "image_size": args.image_size, "backbones": {"cnn": CNN, "vit": VIT}}
-    ratios = {}
-    for name, (ours_fn, theirs_fn, n_views) in _pairs(args.image_size).items():
+           "image_size": args.image_size, "reps": args.reps, "backbones": {"cnn": CNN, "vit": VIT},
+           "views": "separate forward per view on both sides", "optimizer": "method recipe, same code both sides",
+           "mocov3_baseline": "lightly heads + EMA, loss = paper Algorithm 1 (lightly has no MoCo v3 loss)"}
+    ratios, spread = {}, {}
+    pairs = _pairs(args.image_size)
+    for name in args.methods or list(pairs):
+        ours_fn, theirs_fn, n_views = pairs[name]
         torch.manual_seed(0)
         views = tuple(torch.randn(args.batch, 3, args.image_size, args.image_size) for _ in range(n_views))
         ours, theirs = ours_fn().train(), theirs_fn().train()
-        step_ours, step_theirs = _step_fn(ours, views), _step_fn(theirs, views)
+        recipe = type(ours).default_optimizer
+        step_ours, step_theirs = _step_fn(ours, views, recipe), _step_fn(theirs, views, recipe)
         for _ in range(args.warmup):
             step_ours(), step_theirs()
         t_ours, t_theirs = [], []
-        for _ in range(args.reps):  # interleaved: load on the machine hits both alike
-            t_ours.append(_time(step_ours))
-            t_theirs.append(_time(step_theirs))
-        r = statistics.median(a / b for a, b in zip(t_ours, t_theirs))
+        for i in range(args.reps):  # interleaved, order alternating: load on the machine hits both alike
+            if i % 2:
+                t_theirs.append(_time(step_theirs))
+                t_ours.append(_time(step_ours))
+            else:
+                t_ours.append(_time(step_ours))
+                t_theirs.append(_time(step_theirs))
+        per_rep = [a / b for a, b in zip(t_ours, t_theirs)]
+        r = statistics.median(per_rep)
+        q1, q3 = _quantiles(per_rep)
         ratios[name] = round(r, 3)
+        spread[name] = {"q1": round(q1, 3), "q3": round(q3, 3), "min": round(min(per_rep), 3),
+                        "max": round(max(per_rep), 3), "optimizer": recipe["name"]}
         out[f"{name}_ms_ours"] = round(1e3 * statistics.median(t_ours), 1)
         out[f"{name}_ms_lightly"] = round(1e3 * statistics.median(t_theirs), 1)
-        print(f"{name:13s} ours {out[f'{name}_ms_ours']:8.1f} ms  lightly {out[f'{name}_ms_lightly']:8.1f} ms  ratio {r:.3f}",
-              flush=True)
+        print(f"{name:13s} ours {out[f'{name}_ms_ours']:8.1f} ms  lightly {out[f'{name}_ms_lightly']:8.1f} ms  "
+              f"ratio {r:.3f} (quartiles {q1:.3f}-{q3:.3f}, range {min(per_rep):.3f}-{max(per_rep):.3f}, "
+              f"{recipe['name']})", flush=True)
     out["ratio"] = ratios
+    out["ratio_spread"] = spread
     out["max_ratio"] = max(ratios.values())
     out["goal_met"] = out["max_ratio"] <= 1.0
+    # methods whose median is above 1.0 but whose quartile range reaches 1.0: not distinguishable
+    # from parity at this run's noise (more --reps, or a quiet machine, to tell)
+    out["above_1_within_noise"] = sorted(n for n, r in ratios.items() if r > 1.0 and spread[n]["q1"] <= 1.0)
     print(json.dumps(out))
 
 

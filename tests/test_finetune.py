@@ -90,8 +90,10 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path: Path) -> None:
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(demo: list[str], tmp_path: Path) -> None:
-    # 133 training rows, batch 48: 3 steps per epoch; the interruption falls inside epoch 1
-    common = demo + TINY + ["--num_train_epochs", "2", "--per_device_train_batch_size", "48"]
+    # 133 training rows, batch 48: 3 steps per epoch; the interruption falls inside epoch 1. Two
+    # persistent workers decode and augment: they must see epoch 1 (keys carry it, see keyed_loader)
+    common = demo + TINY + ["--num_train_epochs", "2", "--per_device_train_batch_size", "48",
+                            "--dataloader_num_workers", "2"]
     full = fresh_run(common + ["--output_dir", str(tmp_path / "full")])
     part = fresh_run(common + ["--output_dir", str(tmp_path / "cut"), "--stop_after_steps", "4"])
     assert part["stopped_early"] and part["completed_steps"] == 4

@@ -145,6 +145,30 @@ def test_saved_dataset_and_streaming_parquet_sources(image_dir, tmp_path):
         assert (tmp_path / o / "encoder.safetensors").is_file()
 
 
+def test_streaming_with_workers_resumes_exactly(image_dir, tmp_path, monkeypatch, caplog):
+    # 3 shards of 4 rows, 2 DataLoader workers (then 3, capped at the 3 shards), batch 4: 3 steps an
+    # epoch, each worker's drop-last differs; the resumed part crosses an epoch boundary.
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0.05)  # see test_ssl_streaming.py
+    files = sorted(str(p) for p in image_dir.rglob("*.png"))
+    ds = datasets.Dataset.from_dict({"image": files}).cast_column("image", datasets.Image())
+    (tmp_path / "shards").mkdir()
+    for k in range(3):
+        ds.select(range(4 * k, 4 * k + 4)).to_parquet(str(tmp_path / "shards" / f"part-{k}.parquet"))
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    stream = ["--streaming", "--max_steps", "5", "--num_workers", "2"]
+    run_pretraining(config_from_args(_args(tmp_path / "shards", full, "byol", stream + ["--checkpointing_steps", "2"])))
+    assert read_process_state(full / "checkpoints" / "step_00000002", 0)["stream_workers"] == 2
+    with caplog.at_level("WARNING", logger="benthicnet_hf.ssl.trainer"):
+        run_pretraining(config_from_args(_args(tmp_path / "shards", resumed, "byol", stream[:-1] + [
+            "8", "--resume_from_checkpoint", str(full / "checkpoints" / "step_00000002")])))
+    assert "written with 2 DataLoader worker(s): using 2, not 3" in caplog.text
+    a, b = load_file(full / "encoder.safetensors"), load_file(resumed / "encoder.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown SSL method"):
         build_ssl_method("simclr", "test_resnet")

@@ -40,6 +40,9 @@ class ContrastiveArguments:
         "random resized crop area range: MIN MAX"))
     cache_dir: Optional[str] = None
     seed: int = 0
+    sync_bn: bool = field(default=False, metadata=_help(
+        "on more than 1 process, synchronise every BatchNorm over the global batch (training.sync_bn; "
+        "CPU/gloo too); a no-op on 1 process. Changes the run: kept on resume"))
     checkpointing_steps: Optional[int] = field(default=None, metadata=_help(
         "save a resumable checkpoint every N steps (checkpoints/step_00000000)"))
     save_total_limit: Optional[int] = field(default=None, metadata=_help("step checkpoints kept (oldest deleted first)"))

@@ -37,6 +37,7 @@ from ..training.main_process import run_on_main
 from ..training.resumable_loop import resumable_batches
 from ..training.run_dir import args_snapshot, start_run
 from ..training.run_log import StepLogger, init_trackers, progress_bar, resolve_tracker
+from ..training.sync_bn import convert_sync_batchnorm
 from .args import ContrastiveArguments
 from .method import build_contrastive_method
 
@@ -100,6 +101,7 @@ def run_labelled_pretraining(dataset: Any, hierarchy: Hierarchy, args: Contrasti
     torch.manual_seed(args.seed)  # the same initial weights on every process
     model = build_contrastive_method(args.method, args.encoder, hierarchy, heads=args.heads,
                                      image_size=args.image_size, temperature=args.temperature, proj_dim=args.proj_dim)
+    model = convert_sync_batchnorm(model, world, args.sync_bn, accelerator.device)  # before the optimizer and prepare
     two_views = TwoViewTransform(args.image_size, scale=tuple(args.crop_scale))
     data = dataset.with_transform(labelled_two_view_transform(hierarchy, two_views))
     # whole batches only (G-HMLC gathers equal shapes from every process); a set smaller than one

@@ -4,6 +4,9 @@ Every method is an ``nn.Module`` with ``.encoder`` (the plain timm model, ``num_
 ``forward(view1, view2) -> loss`` (MAE: ``forward(images) -> loss``), ``update_momentum(step,
 total_steps)`` where an EMA target exists, and ``default_optimizer`` (name, lr per 256 images,
 weight decay). ``build_ssl_method("barlow_twins", "resnet50")`` builds one by name.
+
+The two-view methods forward each view separately by default, as the papers do (BatchNorm
+statistics per view); ``batched_views=True`` forwards both as one batch (see :mod:`.views`).
 """
 
 from __future__ import annotations
@@ -31,12 +34,21 @@ SSL_METHODS: dict[str, type[nn.Module]] = {
 SINGLE_VIEW_METHODS = frozenset({"mae"})
 
 
-def build_ssl_method(name: str, encoder_name: str, **kwargs: Any) -> nn.Module:
-    """Instantiate ``SSL_METHODS[name](encoder_name, **kwargs)`` with a clear error for unknown names."""
+def build_ssl_method(name: str, encoder_name: str, *, batched_views: bool = False, **kwargs: Any) -> nn.Module:
+    """Instantiate ``SSL_METHODS[name](encoder_name, **kwargs)`` with a clear error for unknown names.
+
+    ``batched_views`` goes to the two-view methods (one forward on both views instead of one per
+    view, :mod:`.views`); a single-view method (MAE) refuses ``True``.
+    """
     key = name.lower().replace("-", "_")
     key = {"moco_v3": "mocov3", "barlowtwins": "barlow_twins"}.get(key, key)
     if key not in SSL_METHODS:
         raise ValueError(f"unknown SSL method {name!r}; expected one of {sorted(SSL_METHODS)}")
+    if key in SINGLE_VIEW_METHODS:
+        if batched_views:
+            raise ValueError(f"{key} trains on one view per image: batched_views does not apply")
+    else:
+        kwargs["batched_views"] = batched_views
     cls = SSL_METHODS[key]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "encoder_name"}
     unknown = sorted(set(kwargs) - accepted)

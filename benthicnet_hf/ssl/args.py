@@ -40,8 +40,14 @@ class PretrainArguments:
     mean: list[float] = field(default_factory=lambda: list(BENTHICNET_MEAN), metadata=_help("normalisation mean (R G B)"))
     std: list[float] = field(default_factory=lambda: list(BENTHICNET_STD), metadata=_help("normalisation std (R G B)"))
     image_column: str = "image"
-    streaming: bool = field(default=False, metadata=_help("stream Parquet shards (datasets streaming)"))
-    num_workers: int = 4
+    streaming: bool = field(default=False, metadata=_help(
+        "stream Parquet shards (datasets streaming): shard order + a --shuffle_buffer shuffled every epoch, "
+        "shards split over processes and over DataLoader workers (at most one worker per shard)"))
+    shuffle_buffer: int = field(default=10_000, metadata=_help(
+        "--streaming: rows in the shuffle buffer (mixes shards, e.g. sites); changes the run: kept on resume"))
+    num_workers: int = field(default=4, metadata=_help(
+        "DataLoader workers per process (with --streaming capped at the process's shard count; a streamed "
+        "run resumes with the worker count it was saved with)"))
     mixed_precision: str = field(default="no", metadata=_help("no | bf16 | fp16", choices=["no", "bf16", "fp16"]))
     checkpointing_steps: Optional[int] = field(default=None, metadata=_help(
         "save a resumable checkpoint every N steps (checkpoints/step_00000000)"))
@@ -54,6 +60,12 @@ class PretrainArguments:
     report_to: str = field(default="none", metadata=_help("tensorboard | wandb | all | none"))
     logging_steps: int = 10
     seed: int = 0
+    sync_bn: bool = field(default=False, metadata=_help(
+        "on more than 1 process, synchronise every BatchNorm (encoder, projectors, predictors) over the "
+        "global batch (training.sync_bn; CPU/gloo too); a no-op on 1 process. Changes the run: kept on resume"))
+    batched_views: bool = field(default=False, metadata=_help(
+        "forward both views as one batch (faster on a GPU; BatchNorm statistics then mix the two views, "
+        "unlike the papers' one forward per view); two-view methods only. Changes the run: kept on resume"))
     method_kwarg: list[str] = field(default_factory=list, metadata=_help(
         "extra method argument, e.g. proj_dim=2048 (int/float parsed); repeat for several",
         action="append", metavar="KEY=VALUE"))

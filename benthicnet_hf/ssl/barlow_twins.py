@@ -15,6 +15,7 @@ from torch import nn
 from .distributed import gather_with_grad
 from .encoder import build_timm_encoder
 from .projectors import ProjectionMLP
+from .views import forward_views
 
 __all__ = ["barlow_twins_loss", "BarlowTwinsLoss", "BarlowTwins"]
 
@@ -79,6 +80,9 @@ class BarlowTwins(nn.Module):
         encoder_name: timm model name.
         proj_hidden_dim, proj_dim: projector widths.
         lambda_param: off-diagonal weight.
+        batched_views: forward both views as one batch of ``2B`` (faster on a GPU, but the BatchNorm
+            layers then use statistics over both views: see :mod:`.views`); default: one forward per view
+            as in the paper.
     """
 
     default_optimizer = {"name": "lars", "lr": 0.2, "weight_decay": 1.5e-6}
@@ -92,8 +96,10 @@ class BarlowTwins(nn.Module):
         proj_dim: int = 8192,
         lambda_param: float = 5.1e-3,
         encoder_kwargs: Optional[dict[str, Any]] = None,
+        batched_views: bool = False,
     ) -> None:
         super().__init__()
+        self.batched_views = batched_views
         self.encoder = build_timm_encoder(encoder_name, image_size, **(encoder_kwargs or {}))
         d = self.encoder.num_features
         self.projector = ProjectionMLP([d, proj_hidden_dim, proj_hidden_dim, proj_dim], last_bias=False)
@@ -101,5 +107,8 @@ class BarlowTwins(nn.Module):
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """Two augmented views ``(batch, 3, H, W)`` -> scalar loss."""
-        z_a, z_b = self.projector(self.encoder(torch.cat([view1, view2]))).chunk(2)
+        z_a, z_b = forward_views(self._project, view1, view2, batched=self.batched_views)
         return self.criterion(z_a, z_b)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder(x))

@@ -17,6 +17,7 @@ from torch import nn
 from .encoder import build_timm_encoder, ema_update_, make_ema_copy
 from .projectors import ProjectionMLP
 from .schedules import cosine_momentum
+from .views import forward_views
 
 __all__ = ["byol_loss", "BYOLLoss", "BYOL"]
 
@@ -55,6 +56,9 @@ class BYOL(nn.Module):
         encoder_name: timm model name.
         proj_hidden_dim, proj_dim: projector/predictor widths (paper: 4096, 256).
         base_momentum: ``τ_base`` (paper: 0.996).
+        batched_views: forward both views as one batch of ``2B`` (faster on a GPU, but the BatchNorm
+            layers then use statistics over both views: see :mod:`.views`); default: one forward per view
+            as in the paper.
     """
 
     default_optimizer = {"name": "lars", "lr": 0.2, "weight_decay": 1.5e-6}
@@ -68,8 +72,10 @@ class BYOL(nn.Module):
         proj_dim: int = 256,
         base_momentum: float = 0.996,
         encoder_kwargs: Optional[dict[str, Any]] = None,
+        batched_views: bool = False,
     ) -> None:
         super().__init__()
+        self.batched_views = batched_views
         self.encoder = build_timm_encoder(encoder_name, image_size, **(encoder_kwargs or {}))
         d = self.encoder.num_features
         self.projector = ProjectionMLP([d, proj_hidden_dim, proj_dim])
@@ -89,8 +95,13 @@ class BYOL(nn.Module):
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """Two augmented views ``(batch, 3, H, W)`` -> scalar loss."""
-        x = torch.cat([view1, view2])
-        p1, p2 = self.predictor(self.projector(self.encoder(x))).chunk(2)
+        p1, p2 = forward_views(self._online, view1, view2, batched=self.batched_views)
         with torch.no_grad():
-            z1t, z2t = self.target_projector(self.target_encoder(x)).chunk(2)
+            z1t, z2t = forward_views(self._target, view1, view2, batched=self.batched_views)
         return self.criterion(p1, p2, z1t, z2t)
+
+    def _online(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictor(self.projector(self.encoder(x)))
+
+    def _target(self, x: torch.Tensor) -> torch.Tensor:
+        return self.target_projector(self.target_encoder(x))

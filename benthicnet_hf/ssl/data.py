@@ -9,15 +9,19 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+import logging
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 __all__ = ["IMAGE_EXTENSIONS", "list_image_files", "UnlabelledImages", "StreamingUnlabelledImages",
-           "ResumableShardSampler", "open_unlabelled_source", "collate_views"]
+           "ResumableShardSampler", "open_unlabelled_source", "collate_views", "SKIPPED", "shuffled_stream",
+           "stream_workers", "stream_batches"]
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -75,28 +79,94 @@ class UnlabelledImages(Dataset):
             return self.transform(image)
 
 
+#: What a streamed row already trained before a resume yields instead of its views (never decoded).
+SKIPPED = None
+
+
 class StreamingUnlabelledImages(IterableDataset):
-    """Iterable source over a streaming ``datasets.IterableDataset`` already split for this process."""
+    """Iterable source over a streaming ``datasets.IterableDataset`` already split for this process.
+
+    In ``DataLoader`` workers the ``datasets`` stream gives each worker its own shards (files), so
+    the workers read disjoint rows. The ``DataLoader`` hands out batches round-robin over the
+    workers (skipping a worker once it is exhausted), so the batch order is a function of
+    ``(seed, epoch, num_workers)``. To resume after ``skip_batches`` batches of an epoch, worker
+    ``w`` of ``W`` replaces the rows of its first ``skip_batches // W + (w < skip_batches % W)``
+    batches by :data:`SKIPPED` (not decoded, not augmented): every batch keeps its place, and
+    :func:`stream_batches` drops the first ``skip_batches`` batches. A worker never replaces more
+    than it produced among them (a worker running dry only moves the others' batches earlier).
+    Augmentation is seeded per ``(seed, epoch, row in this worker's stream, worker)``.
+    """
 
     def __init__(self, stream: Any, transform: Callable, *, image_column: str = "image", seed: int = 0,
-                 skip: int = 0) -> None:
+                 skip_batches: int = 0, batch_size: int = 1) -> None:
         self.stream, self.transform, self.image_column, self.seed = stream, transform, image_column, seed
-        self.epoch, self.skip = 0, skip
+        self.epoch, self.skip_batches, self.batch_size = 0, skip_batches, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         if hasattr(self.stream, "set_epoch"):
             self.stream.set_epoch(epoch)
 
+    def _skipped_rows(self) -> tuple[int, Optional[int]]:
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (1, None) if info is None else (info.num_workers, info.id)
+        mine = self.skip_batches // workers + int((worker or 0) < self.skip_batches % workers)
+        return mine * self.batch_size, worker
+
     def __iter__(self) -> Iterator[Any]:
+        skip, worker = self._skipped_rows()
         for i, row in enumerate(self.stream):
-            if i < self.skip:
+            if i < skip:
+                yield SKIPPED
                 continue
             if self.image_column not in row:
                 raise KeyError(f"streamed row {i} has no column {self.image_column!r}; keys: {sorted(row)}")
+            key = (self.seed, self.epoch, i) if worker is None else (self.seed, self.epoch, i, worker)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_sample_seed(self.seed, self.epoch, i))
+                torch.manual_seed(int(np.random.SeedSequence(list(key)).generate_state(1)[0]))
                 yield self.transform(_to_rgb(row[self.image_column], f"streamed row {i}"))
+
+
+def shuffled_stream(items: Any, *, seed: int, buffer_size: int, rank: int = 0, world_size: int = 1) -> Any:
+    """Shuffle a ``datasets.IterableDataset`` and keep this process's part.
+
+    ``items.shuffle(seed, buffer_size)`` shuffles the shard (file) order and then draws rows at
+    random from a ``buffer_size`` buffer, both re-seeded by ``set_epoch`` (``seed + epoch``);
+    ``split_dataset_by_node`` then gives each of ``world_size`` processes whole shards when
+    ``num_shards % world_size == 0``, else every ``world_size``-th row. The parts are disjoint and
+    together are every row.
+    """
+    from datasets.distributed import split_dataset_by_node
+
+    if buffer_size < 1:
+        raise ValueError(f"shuffle buffer must hold at least one row, got {buffer_size}")
+    return split_dataset_by_node(items.shuffle(seed=seed, buffer_size=buffer_size), rank=rank, world_size=world_size)
+
+
+def stream_workers(stream: Any, requested: int) -> int:
+    """``requested`` DataLoader workers, capped at the stream's shard count (a worker reads whole
+    shards, so any more would idle); the cap is logged."""
+    shards = int(getattr(stream, "num_shards", 1) or 1)
+    if requested > shards:
+        logger.warning("streaming: %d DataLoader workers requested but this process's stream has %d shard(s); "
+                       "using %d (write more Parquet shards for more workers)", requested, shards, shards)
+        return shards
+    return max(requested, 0)
+
+
+def stream_batches(dataset: StreamingUnlabelledImages, batch_size: int, num_workers: int, *, skip_batches: int = 0,
+                   generator: Optional[torch.Generator] = None, pin_memory: bool = False) -> Iterator[Any]:
+    """Full batches ``(batch, 3, H, W)`` (or tuples of them) of ``dataset``, from batch ``skip_batches``
+    of the epoch on: the order is the one an uninterrupted epoch with ``num_workers`` workers has."""
+    dataset.skip_batches, dataset.batch_size = skip_batches, batch_size
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_views, num_workers=num_workers,
+                        drop_last=True, generator=generator, pin_memory=pin_memory)
+    for position, batch in enumerate(loader):
+        if position >= skip_batches:
+            if batch is SKIPPED:
+                raise RuntimeError(f"streamed batch {position} of the epoch was skipped as already trained "
+                                   f"(resume after {skip_batches} batches with {num_workers} workers)")
+            yield batch
 
 
 class ResumableShardSampler(Sampler[int]):
@@ -162,7 +232,10 @@ def open_unlabelled_source(path: str, *, streaming: bool = False) -> tuple[Any, 
 
 
 def collate_views(batch: list[Any]) -> Any:
-    """Stack ``[(v1, v2), ...]`` into ``(V1, V2)`` or ``[x, ...]`` into ``X``: ``(batch, 3, H, W)``."""
+    """Stack ``[(v1, v2), ...]`` into ``(V1, V2)`` or ``[x, ...]`` into ``X``: ``(batch, 3, H, W)``;
+    a batch of :data:`SKIPPED` rows (a resumed stream) stays :data:`SKIPPED`."""
+    if batch[0] is SKIPPED:
+        return SKIPPED
     if isinstance(batch[0], (tuple, list)):
         return tuple(torch.stack(v) for v in zip(*batch))
     return torch.stack(batch)

@@ -19,6 +19,7 @@ from .distributed import gather_no_grad, rank
 from .encoder import build_timm_encoder, ema_update_, make_ema_copy
 from .projectors import ProjectionMLP
 from .schedules import cosine_momentum
+from .views import forward_views
 
 __all__ = ["moco_v3_loss", "MoCoV3Loss", "MoCoV3"]
 
@@ -75,6 +76,9 @@ class MoCoV3(nn.Module):
         temperature: ``τ`` (0.2 for ViT; the paper uses 1.0 for ResNet-50).
         base_momentum: start of the cosine momentum schedule (0.99).
         freeze_patch_embed: keep a ViT's random patch projection fixed (the paper's stability trick).
+        batched_views: forward both views as one batch of ``2B`` (faster on a GPU, but the BatchNorm
+            layers then use statistics over both views: see :mod:`.views`); default: one forward per view
+            as in the paper.
     """
 
     default_optimizer = {"name": "adamw", "lr": 1.5e-4, "weight_decay": 0.1}
@@ -90,8 +94,10 @@ class MoCoV3(nn.Module):
         base_momentum: float = 0.99,
         freeze_patch_embed: bool = False,
         encoder_kwargs: Optional[dict[str, Any]] = None,
+        batched_views: bool = False,
     ) -> None:
         super().__init__()
+        self.batched_views = batched_views
         self.encoder = build_timm_encoder(encoder_name, image_size, **(encoder_kwargs or {}))
         if freeze_patch_embed:
             if not hasattr(self.encoder, "patch_embed"):
@@ -115,8 +121,13 @@ class MoCoV3(nn.Module):
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """Two augmented views ``(batch, 3, H, W)`` -> scalar loss."""
-        x = torch.cat([view1, view2])
-        q1, q2 = self.predictor(self.projector(self.encoder(x))).chunk(2)
+        q1, q2 = forward_views(self._online, view1, view2, batched=self.batched_views)
         with torch.no_grad():
-            k1, k2 = self.momentum_projector(self.momentum_encoder(x)).chunk(2)
+            k1, k2 = forward_views(self._momentum, view1, view2, batched=self.batched_views)
         return self.criterion(q1, q2, k1, k2)
+
+    def _online(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictor(self.projector(self.encoder(x)))
+
+    def _momentum(self, x: torch.Tensor) -> torch.Tensor:
+        return self.momentum_projector(self.momentum_encoder(x))

@@ -14,6 +14,7 @@ from torch import nn
 
 from .encoder import build_timm_encoder
 from .projectors import ProjectionMLP
+from .views import forward_views
 
 __all__ = ["negative_cosine_similarity", "SimSiamLoss", "SimSiam"]
 
@@ -52,6 +53,9 @@ class SimSiam(nn.Module):
         encoder_name: timm model name (built with ``num_classes=0``).
         proj_hidden_dim, proj_dim: projector widths (paper: 2048, 2048).
         pred_hidden_dim: predictor bottleneck (paper: 512).
+        batched_views: forward both views as one batch of ``2B`` (faster on a GPU, but the BatchNorm
+            layers then use statistics over both views: see :mod:`.views`); default: one forward per view
+            as in the paper.
     """
 
     default_optimizer = {"name": "lars", "lr": 0.05, "weight_decay": 1e-4}
@@ -65,8 +69,10 @@ class SimSiam(nn.Module):
         proj_dim: int = 2048,
         pred_hidden_dim: int = 512,
         encoder_kwargs: Optional[dict[str, Any]] = None,
+        batched_views: bool = False,
     ) -> None:
         super().__init__()
+        self.batched_views = batched_views
         self.encoder = build_timm_encoder(encoder_name, image_size, **(encoder_kwargs or {}))
         d = self.encoder.num_features
         self.projector = ProjectionMLP([d, proj_hidden_dim, proj_hidden_dim, proj_dim], last_batch_norm=True)
@@ -75,8 +81,9 @@ class SimSiam(nn.Module):
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """Two augmented views ``(batch, 3, H, W)`` -> scalar loss."""
-        z = self.projector(self.encoder(torch.cat([view1, view2])))
-        p = self.predictor(z)
-        z1, z2 = z.chunk(2)
-        p1, p2 = p.chunk(2)
+        z1, z2 = forward_views(self._project, view1, view2, batched=self.batched_views)
+        p1, p2 = forward_views(self.predictor, z1, z2, batched=self.batched_views)
         return self.criterion(p1, p2, z1, z2)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder(x))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader
 from . import SINGLE_VIEW_METHODS, build_ssl_method
 from .args import PretrainArguments, build_arg_parser, parse_pretrain_args
 from .augment import SingleViewTransform, TwoViewTransform
-from .data import ResumableShardSampler, StreamingUnlabelledImages, UnlabelledImages, collate_views, open_unlabelled_source
+from .data import (ResumableShardSampler, StreamingUnlabelledImages, UnlabelledImages, collate_views,
+                   open_unlabelled_source, shuffled_stream, stream_batches, stream_workers)
 from .export import export_encoder
 from .optim import build_optimizer, scaled_learning_rate
 from .schedules import warmup_cosine_scheduler
@@ -31,6 +32,7 @@ from ..training.main_process import run_on_main
 from ..training.resumable_loop import resumable_batches
 from ..training.run_dir import args_snapshot, start_run
 from ..training.run_log import StepLogger, init_trackers, progress_bar, resolve_tracker
+from ..training.sync_bn import convert_sync_batchnorm
 
 __all__ = ["PretrainArguments", "PretrainConfig", "build_arg_parser", "config_from_args", "run_pretraining"]
 
@@ -84,7 +86,9 @@ def run_pretraining(cfg: PretrainArguments) -> Path:
                        "will be kept in %s", Path(cfg.output_dir) / HUB_DIR)
 
     set_seed(cfg.seed)  # identical initial weights on every process
-    model = build_ssl_method(cfg.method, cfg.encoder, image_size=cfg.image_size, **cfg.method_kwargs)
+    model = build_ssl_method(cfg.method, cfg.encoder, image_size=cfg.image_size, batched_views=cfg.batched_views,
+                             **cfg.method_kwargs)
+    model = convert_sync_batchnorm(model, world, cfg.sync_bn, acc.device)  # before the optimizer and prepare
     method = cfg.method.lower().replace("-", "_")
     recipe = dict(type(model).default_optimizer)
     opt_name = cfg.optimizer or recipe["name"]
@@ -100,15 +104,15 @@ def run_pretraining(cfg: PretrainArguments) -> Path:
         transform = TwoViewTransform(cfg.image_size, scale=tuple(cfg.crop_scale), mean=cfg.mean, std=cfg.std)
     items, streaming = open_unlabelled_source(cfg.train_data, streaming=cfg.streaming)
     if streaming:
-        from datasets.distributed import split_dataset_by_node
-
-        stream = split_dataset_by_node(items.shuffle(seed=cfg.seed, buffer_size=1000), rank=rank, world_size=world)
+        stream = shuffled_stream(items, seed=cfg.seed, buffer_size=cfg.shuffle_buffer, rank=rank, world_size=world)
         dataset: Any = StreamingUnlabelledImages(stream, transform, image_column=cfg.image_column, seed=cfg.seed + rank)
+        workers = stream_workers(stream, cfg.num_workers)
         sampler = None
         total_steps = cfg.max_steps
     else:
         dataset = UnlabelledImages(items, transform, image_column=cfg.image_column, seed=cfg.seed)
         sampler = ResumableShardSampler(len(dataset), cfg.batch_size, rank=rank, world_size=world, seed=cfg.seed)
+        workers = cfg.num_workers
         total_steps = cfg.max_steps or cfg.epochs * sampler.batches_per_epoch
     if not total_steps or total_steps <= 0:
         raise ValueError(f"no optimisation step to take (--epochs {cfg.epochs}, --max_steps {cfg.max_steps}): "
@@ -123,7 +127,13 @@ def run_pretraining(cfg: PretrainArguments) -> Path:
     state = TrainingState()  # this process's position: epoch, batches_done (in it), completed_steps
     if resume is not None:
         acc.load_state(str(resume))  # weights, optimiser, scheduler, RNG states
-        state.load_state_dict(read_process_state(resume, rank))
+        saved = read_process_state(resume, rank)
+        saved_workers = saved.pop("stream_workers", 0)  # a stream's batch order depends on its worker count
+        if streaming and saved_workers != workers:
+            logger.warning("resuming a stream written with %d DataLoader worker(s): using %d, not %d, so that "
+                           "the batch order is the uninterrupted run's", saved_workers, saved_workers, workers)
+            workers = saved_workers
+        state.load_state_dict(saved)
     else:
         torch.manual_seed(cfg.seed + 1000 * rank)  # per-process randomness (e.g. MAE masks)
 
@@ -133,15 +143,17 @@ def run_pretraining(cfg: PretrainArguments) -> Path:
     model.train()
     momentum = None
 
-    def loader_for(epoch: int, batches_done: int) -> DataLoader:
+    pin = acc.device.type == "cuda"
+
+    def loader_for(epoch: int, batches_done: int) -> Iterable[Any]:
         dataset.set_epoch(epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch, batches_done)
-        else:
-            dataset.skip = batches_done * cfg.batch_size
+        generator = torch.Generator().manual_seed(cfg.seed + epoch)  # keeps the global RNG untouched
+        if sampler is None:  # stream: workers read disjoint shards; resumes in the same batch order
+            return stream_batches(dataset, cfg.batch_size, workers, skip_batches=batches_done, generator=generator,
+                                  pin_memory=pin)
+        sampler.set_epoch(epoch, batches_done)
         return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_views,
-                          num_workers=0 if streaming else cfg.num_workers, drop_last=True,
-                          generator=torch.Generator().manual_seed(cfg.seed + epoch))  # keeps the global RNG untouched
+                          num_workers=cfg.num_workers, drop_last=True, generator=generator, pin_memory=pin)
 
     def empty(epoch: int) -> str:
         return (f"epoch {epoch}: the training data {cfg.train_data!r} yielded no full batch of {cfg.batch_size} "
@@ -168,8 +180,8 @@ def run_pretraining(cfg: PretrainArguments) -> Path:
             extra["ema_momentum"] = momentum
         step_log.step(state.completed_steps, loss, **extra)
         if cfg.checkpointing_steps and state.completed_steps % cfg.checkpointing_steps == 0:
-            save_checkpoint(acc, cfg.output_dir, state.completed_steps, cfg.save_total_limit,
-                            args_snapshot(cfg), process_state=state.state_dict())
+            save_checkpoint(acc, cfg.output_dir, state.completed_steps, cfg.save_total_limit, args_snapshot(cfg),
+                            process_state={**state.state_dict(), **({"stream_workers": workers} if streaming else {})})
     step_log.progress.close()
     acc.wait_for_everyone()
 

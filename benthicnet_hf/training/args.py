@@ -40,7 +40,15 @@ class FinetuneArguments:
     cache_dir: str | None = field(default=None, metadata=_help("datasets cache folder"))
     max_train_samples: int | None = field(default=None, metadata=_help("use only the first N training rows"))
     max_eval_samples: int | None = field(default=None, metadata=_help("use only the first N validation/test rows"))
-    dataloader_num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
+    dataloader_num_workers: int = field(default=-1, metadata=_help(
+        "DataLoader worker processes per training process, which decode and augment: -1 = auto, "
+        "min(8, CPUs // processes on this machine); 0 = in the training process"))
+    dataloader_pin_memory: bool = field(default=True, metadata=_help(
+        "pin the batches in host memory (only when training on CUDA: faster, asynchronous copies)"))
+    dataloader_persistent_workers: bool = field(default=True, metadata=_help(
+        "keep the train and validation workers alive between epochs (no re-fork each epoch)"))
+    dataloader_prefetch_factor: int | None = field(default=None, metadata=_help(
+        "batches each worker loads ahead (default: torch's, 2)"))
 
     # --------------------------------------------------------------- encoder
     encoder: str = field(default="resnet50", metadata=_help("timm architecture (built with pretrained=False)"))
@@ -91,6 +99,9 @@ class FinetuneArguments:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm (0 = off)"))
     mixed_precision: str = field(default="auto", metadata=_help("no | bf16 | fp16 | auto (bf16 on a GPU that has it)"))
+    sync_bn: bool = field(default=False, metadata=_help(
+        "on more than 1 process, synchronise every BatchNorm (encoder, heads) over the global batch "
+        "(training.sync_bn; CPU/gloo too); a no-op on 1 process. Changes the run: kept on resume"))
     seed: int = 0
 
     # ------------------------------------------------- checkpoints and eval
@@ -130,6 +141,10 @@ class FinetuneArguments:
             raise ValueError(f"--mixed_precision must be no|bf16|fp16|auto, got {self.mixed_precision!r}")
         if self.report_to not in ("tensorboard", "none", "auto"):
             raise ValueError(f"--report_to must be tensorboard|none|auto, got {self.report_to!r}")
+        if self.dataloader_num_workers < -1:
+            raise ValueError(f"--dataloader_num_workers must be >= 0 or -1 (auto), got {self.dataloader_num_workers}")
+        if self.dataloader_prefetch_factor is not None and self.dataloader_prefetch_factor < 1:
+            raise ValueError(f"--dataloader_prefetch_factor must be >= 1, got {self.dataloader_prefetch_factor}")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")

@@ -1,18 +1,16 @@
 """What a fine-tuning run is made of: its data splits, its model and its data loaders.
 
-Randomness of the input pipeline is keyed, not streamed: the augmentation of a batch is seeded by
-``(seed, epoch, row indices)`` inside :func:`torch.random.fork_rng`. So it does not depend on how
-often the global generator was drawn before (DataLoader iterators and accelerate's one-batch
-prefetch draw from it at points that differ between an uninterrupted and a resumed run), and a
-resumed run sees exactly the augmented images of the uninterrupted one.
+Randomness of the input pipeline is keyed, not streamed: the training order by ``(seed, epoch)``
+and the augmentation of each image by ``(seed, epoch, position)``, with the epoch carried to the
+DataLoader workers inside the sample keys (see :mod:`.keyed_loader`). So a resumed run sees
+exactly the augmented images of the uninterrupted one, whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import datasets
 import numpy as np
@@ -20,23 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..hierarchy import Hierarchy
+from .keyed_loader import EpochCounter, EpochKeyedSampler, KeyedAugmentDataset, loader_options, resolve_num_workers
 
 logger = logging.getLogger(__name__)
 
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
-ROW_COLUMN = "_row"
-
-
-def keyed_seed(*keys: int) -> int:
-    """A 63-bit seed derived from integer keys (stable across processes and runs)."""
-    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, dtype=np.uint64)[0] >> 1)
-
-
-def reseed_all(seed: int) -> None:
-    """Seed torch (all devices), numpy and python's ``random`` from one integer."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-    random.seed(seed)
 
 
 def load_hierarchy(args: Any) -> Hierarchy:
@@ -158,66 +144,36 @@ def build_model(args: Any, hierarchy: Hierarchy, node_weights: list[float] | Non
     return model
 
 
-class EpochCounter:
-    """The epoch the keyed augmentation uses (set by the loop before each epoch)."""
-
-    def __init__(self) -> None:
-        self.epoch = 0
-
-
-def keyed_transform(transform: Callable[[dict], dict], seed: int, counter: EpochCounter | None
-                    ) -> Callable[[dict], dict]:
-    """Wrap a batch transform so its randomness is keyed by ``(seed, epoch, first row index)``.
-
-    The rows' indices come from the :data:`ROW_COLUMN` column added by :func:`with_row_index`.
-    Without ``counter`` (evaluation) the transform runs unkeyed (it is deterministic).
-    """
-    def apply(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        rows = batch.pop(ROW_COLUMN)
-        if counter is None:
-            return transform(batch)
-        with torch.random.fork_rng(devices=[]):
-            state_np, state_py = np.random.get_state(), random.getstate()
-            try:
-                reseed_all(keyed_seed(seed, counter.epoch, int(rows[0]), len(rows)))
-                return transform(batch)
-            finally:
-                np.random.set_state(state_np)
-                random.setstate(state_py)
-
-    return apply
-
-
-def with_row_index(ds: datasets.Dataset) -> datasets.Dataset:
-    return ds.add_column(ROW_COLUMN, np.arange(len(ds), dtype=np.int64))
-
-
 def make_dataloaders(args: Any, data: datasets.DatasetDict, hierarchy: Hierarchy, config: Any,
-                     counter: EpochCounter, train_sampler: Any = None) -> dict[str, DataLoader]:
+                     counter: EpochCounter, train_sampler: Any = None, use_cuda: bool = False) -> dict[str, DataLoader]:
     """train (shuffled, augmented, keyed), validation and test (eval transform) loaders.
 
     ``train_sampler`` (e.g. LP-ROS) replaces the shuffle; it must order rows by ``(seed, epoch)``
-    alone so that every process and a resumed run see the same order.
+    alone so that every process and a resumed run see the same order. The training loader reads
+    :class:`~.keyed_loader.EpochKeyedSampler` keys, so its persistent workers always know the epoch
+    (see :mod:`.keyed_loader`). Workers: ``--dataloader_num_workers`` (-1 = from the CPU count),
+    persistent for the loaders iterated every epoch (train, validation); pinned memory when
+    ``use_cuda`` and ``--dataloader_pin_memory``.
     """
     from ..data.transforms import collate_hml, eval_transform, hml_transform, train_transform
 
     size, mean, std = int(config.image_size), tuple(config.image_mean), tuple(config.image_std)
-    train_tf = hml_transform(hierarchy, train_transform(size, mean, std))
+    train_ds = KeyedAugmentDataset(data["train"], hierarchy, train_transform(size, mean, std), args.seed)
     eval_tf = hml_transform(hierarchy, eval_transform(size, mean, std, crop_pct=float(config.crop_pct)))
-    loaders = {}
-    for split in ("train", "validation", "test"):
-        train = split == "train"
-        ds = with_row_index(data[split]).with_transform(
-            keyed_transform(train_tf if train else eval_tf, args.seed, counter if train else None))
-        sampler = train_sampler if train else None
-        rows = len(sampler) if sampler is not None else len(ds)
+    workers = resolve_num_workers(args.dataloader_num_workers)
+    pin = bool(use_cuda and args.dataloader_pin_memory)
+    sampler = EpochKeyedSampler(len(train_ds), args.seed, counter, rows=train_sampler)
+    batch = args.per_device_train_batch_size
+    loaders = {"train": DataLoader(
+        train_ds, batch_size=batch, sampler=sampler, collate_fn=collate_hml,
+        # one sample left alone in a last batch breaks BatchNorm in the heads
+        drop_last=len(sampler) % batch == 1,
+        **loader_options(workers, pin, args.dataloader_persistent_workers, args.dataloader_prefetch_factor))}
+    for split in ("validation", "test"):  # the test split is read once: no workers kept for it
+        persistent = args.dataloader_persistent_workers and split == "validation"
         loaders[split] = DataLoader(
-            ds, batch_size=args.per_device_train_batch_size if train else args.eval_batch_size,
-            shuffle=train and sampler is None, sampler=sampler, collate_fn=collate_hml,
-            num_workers=args.dataloader_num_workers,
-            # one sample left alone in a last batch breaks BatchNorm in the heads
-            drop_last=train and rows % args.per_device_train_batch_size == 1,
-        )
+            data[split].with_transform(eval_tf), batch_size=args.eval_batch_size, shuffle=False,
+            collate_fn=collate_hml, **loader_options(workers, pin, persistent, args.dataloader_prefetch_factor))
     return loaders
 
 
@@ -233,14 +189,16 @@ def label_matrices(ds: datasets.Dataset, hierarchy: Hierarchy) -> tuple[np.ndarr
     rows = None if ds._indices is None else np.asarray(ds._indices.column(0))
     out = []
     for kind in ("target", "mask"):
-        parts = []
+        matrix = np.empty((len(ds), hierarchy.num_nodes), dtype=np.uint8)  # filled head by head, no concat
         for head in hierarchy.heads:  # a handful of heads; rows and nodes stay vectorised
+            nodes = hierarchy.head_slice(head.name)
             name, n = f"{head.name}_{kind}", len(head.nodes)
             values = np.asarray(table.column(name).combine_chunks().flatten(), dtype=np.uint8)
             if values.size != table.num_rows * n:
                 raise ValueError(f"column {name!r}: {values.size} values for {table.num_rows} rows, expected "
                                  f"{n} per row (the hierarchy's {head.name!r} head has {n} nodes)")
             values = values.reshape(table.num_rows, n)
-            parts.append(values if rows is None else values[rows])
-        out.append(np.concatenate(parts, axis=1))
+            matrix[:, nodes] = values if rows is None else values[rows]
+        out.append(matrix)
     return out[0], out[1]
+

@@ -1,10 +1,10 @@
 """The fine-tuning loop with accelerate: train, evaluate every epoch, keep the best, report on test.
 
 Runs unchanged on 1..N processes (``accelerate launch``). Determinism for resuming: the data order
-comes from accelerate's seedable sampler (seed + epoch) or, with ``--lpros``, from the LP-ROS
-sampler keyed by (seed, epoch) (see :mod:`.rare_node_options`), the augmentation is keyed by
-``(seed, epoch, rows)`` (see :mod:`.components`) and the global generators (dropout) are reseeded
-from ``(seed, step, process)`` before every forward pass, so a run resumed from a checkpoint
+is a permutation keyed by (seed, epoch) or, with ``--lpros``, the LP-ROS order keyed by (seed,
+epoch); the augmentation is keyed by ``(seed, epoch, position)``, the epoch reaching the DataLoader
+workers inside the sample keys (see :mod:`.keyed_loader`); the global generators (dropout) are
+reseeded from ``(seed, step, process)`` before every forward pass. So a run resumed from a checkpoint
 continues exactly like the uninterrupted run.
 """
 
@@ -23,14 +23,15 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from ..constraint import NonFiniteLogitsError
 from .args import FinetuneArguments
 from .checkpointing import TrainingState, save_checkpoint
-from .components import (EpochCounter, build_model, keyed_seed, label_matrices, load_hierarchy, load_splits,
-                         make_dataloaders, node_support, reseed_all)
+from .components import build_model, label_matrices, load_hierarchy, load_splits, make_dataloaders, node_support
+from .keyed_loader import EpochCounter, keyed_seed, reseed_all
 from .bias_init import init_head_biases
 from .main_process import run_on_main
 from .publish import push_final, save_final
 from ..rare_nodes import EpochKeyedLPROSSampler, node_imbalance_weights
 from .run_dir import args_snapshot, start_run
 from .run_log import StepLogger, init_trackers, progress_bar, resolve_tracker
+from .sync_bn import convert_sync_batchnorm
 from .evaluation import check_label_support, evaluate_split, lookup_metric, prior_baseline, scalar_metrics
 
 logger = logging.getLogger(__name__)
@@ -109,9 +110,12 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     if args.lpros is not None:
         sampler = EpochKeyedLPROSSampler(train_y, train_m, args.lpros, args.seed, counter)
         accelerator.print(f"LP-ROS {args.lpros}%: {sampler.num_clones} clones, {len(sampler)} training rows per epoch")
-    loaders = make_dataloaders(args, data, hierarchy, model.config, counter, train_sampler=sampler)
+    loaders = make_dataloaders(args, data, hierarchy, model.config, counter, train_sampler=sampler,
+                               use_cuda=accelerator.device.type == "cuda")
     check_train_batches(loaders["train"], args, accelerator)
 
+    # before prepare: DDP must wrap the synchronised layers (same parameters, same state-dict keys)
+    model = convert_sync_batchnorm(model, accelerator.num_processes, args.sync_bn, accelerator.device)
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.learning_rate, args.head_learning_rate),
                                   lr=args.learning_rate,
                                   betas=(args.adam_beta1, args.adam_beta2))
