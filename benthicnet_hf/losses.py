@@ -63,30 +63,34 @@ def known_targets(targets: Tensor, mask: Tensor | None) -> Tensor:
     return torch.where(mask > 0.5, targets, torch.zeros((), dtype=targets.dtype, device=targets.device))
 
 
-def mcloss_logits(logits: Tensor, targets: Tensor, ancestor_pairs: Tensor) -> Tensor:
+def mcloss_logits(logits: Tensor, targets: Tensor, ancestor_pairs: Tensor,
+                  constrained: Tensor | None = None) -> Tensor:
     """The logit ``h`` that MCLoss feeds to BCE, per node.
 
     Args:
         logits: ``(batch, N)`` raw node logits.
         targets: ``(batch, N)`` 0/1 targets (unknown bits may hold anything: they are masked later).
         ancestor_pairs: ``(2, M)`` (ancestor, descendant) pairs incl. self pairs.
+        constrained: ``MCM(logits)`` when the caller already has it (the coherent scores of the
+            same forward): one max-constraint fewer per step.
 
     Returns:
         ``(batch, N)``: ``MCM(x)`` where y = 0, ``MCM(x masked to −inf where y = 0)`` where y = 1.
     """
     y = targets > 0.5
     neg = torch.finfo(logits.dtype).min
-    constrained = max_constraint(logits, ancestor_pairs)
+    if constrained is None:
+        constrained = max_constraint(logits, ancestor_pairs)
     positive_only = max_constraint(logits.masked_fill(~y, neg), ancestor_pairs)
     return torch.where(y, positive_only, constrained)
 
 
-def mcloss(logits: Tensor, targets: Tensor, ancestor_pairs: Tensor) -> Tensor:
+def mcloss(logits: Tensor, targets: Tensor, ancestor_pairs: Tensor, constrained: Tensor | None = None) -> Tensor:
     """Unreduced, unmasked MCLoss per bit: ``BCE_with_logits(mcloss_logits(...), y)``, ``(batch, N)``.
 
     Flat heads only have self pairs, where ``h = x``: plain BCE, so one formula serves every head.
     """
-    h = mcloss_logits(logits, targets, ancestor_pairs)
+    h = mcloss_logits(logits, targets, ancestor_pairs, constrained)
     return F.binary_cross_entropy_with_logits(h, targets.to(h.dtype), reduction="none")
 
 
@@ -164,12 +168,14 @@ class HierarchicalLoss(nn.Module):
         # flat heads only have self pairs, so MCLoss reduces to plain BCE on them: one code path
         self.num_nodes = hierarchy.num_nodes
 
-    def per_bit(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """``(batch, N)`` unreduced, unmasked loss (MCLoss on hierarchical heads, BCE on flat ones)."""
-        return mcloss(logits, targets, self.ancestor_pairs)
+    def per_bit(self, logits: Tensor, targets: Tensor, constrained: Tensor | None = None) -> Tensor:
+        """``(batch, N)`` unreduced, unmasked loss (MCLoss on hierarchical heads, BCE on flat ones);
+        ``constrained``: ``MCM(logits)`` if already computed."""
+        return mcloss(logits, targets, self.ancestor_pairs, constrained)
 
     def forward(
-        self, logits: Tensor, targets: Tensor, mask: Tensor, weights: Tensor | None = None
+        self, logits: Tensor, targets: Tensor, mask: Tensor, weights: Tensor | None = None,
+        constrained: Tensor | None = None,
     ) -> HierarchicalLossOutput:
         """Masked loss.
 
@@ -179,12 +185,13 @@ class HierarchicalLoss(nn.Module):
             mask: ``(batch, N)`` 1 = known, 0 = unknown.
             weights: optional ``(N,)`` or ``(batch, N)`` multiplier per bit (node-wise imbalance or
                 focal weights); applied before the masked means.
+            constrained: optional ``MCM(logits)`` ``(batch, N)`` the caller already computed.
         """
         expected = (logits.shape[0], self.num_nodes)
         for name, t in (("logits", logits), ("labels", targets), ("label_mask", mask)):
             if tuple(t.shape) != expected:
                 raise ValueError(f"{name} must have shape (batch, {self.num_nodes}) = {expected}, got {tuple(t.shape)}")
-        per_bit = self.per_bit(logits, known_targets(targets, mask))
+        per_bit = self.per_bit(logits, known_targets(targets, mask), constrained)
         if weights is not None:
             per_bit = per_bit * weights.to(per_bit.dtype)
         return masked_head_reduction(per_bit, mask, self.head_of_node, self.num_heads)
@@ -225,7 +232,21 @@ class MCMCriterion(nn.Module):
                 node_weights: Tensor | None = None) -> HierarchicalLossOutput:
         """Masked MCLoss; ``node_weights`` optional ``(N,)`` (or per bit ``(batch, N)``) multipliers,
         mapped onto bits by :func:`bit_weights` with ``node_weights_apply_to``."""
+        return self.probabilities_and_loss(logits, targets, mask, node_weights)[1]
+
+    def probabilities_and_loss(self, logits: Tensor, targets: Tensor, mask: Tensor,
+                               node_weights: Tensor | None = None, probabilities_dtype: torch.dtype | None = None
+                               ) -> tuple[Tensor, HierarchicalLossOutput]:
+        """``(probabilities(logits), forward(logits, ...))`` from one ``MCM(logits)`` (a training
+        forward needs both): saves one of the step's three max-constraints, which matters where the
+        step is launch-bound (a GPU: bench_gpu). Same values as the two calls.
+
+        ``probabilities_dtype``: the dtype the logits had before the caller upcast them for the loss
+        (bf16 under autocast): MCM only gathers, so ``MCM(x.float()).to(bf16) == MCM(x)`` exactly and
+        the sigmoid then runs in that dtype, as ``probabilities(x)`` would."""
+        constrained = self.constraint(logits)
         weights = None
         if node_weights is not None:
             weights = bit_weights(node_weights, known_targets(targets, mask), self.node_weights_apply_to)
-        return self.masked_loss(logits, targets, mask, weights)
+        probabilities = constrained.to(probabilities_dtype or constrained.dtype).sigmoid()
+        return probabilities, self.masked_loss(logits, targets, mask, weights, constrained)

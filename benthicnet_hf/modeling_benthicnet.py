@@ -259,32 +259,32 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             fmap = self.backbone.forward_features(pixel_values)
             features = self.backbone.forward_head(fmap, pre_logits=True)
-        member_probs = uncertainty = None
+        loss = None
         if self.has_members():
             members = self.member_logits(features)  # (M, B, N)
             m, b, _ = members.shape
             # every member's loss on the same batch at once: (M·B, N) rows, labels repeated
             flat_logits = members.reshape(m * b, n)
-            self.check_logits(flat_logits)
-            member_probs = self.criterion.probabilities(flat_logits).view(m, b, n)
-            probabilities = member_probs.mean(0)
-            uncertainty = self.member_uncertainty(member_probs)
             logits = members.mean(0)
         else:
-            m = 1
-            logits = flat_logits = self.heads(features)
-            self.check_logits(flat_logits)
-            probabilities = self.criterion.probabilities(logits)
-
-        loss = None
+            m, logits = 1, self.heads(features)
+            flat_logits = logits
+        self.check_logits(flat_logits)
+        # the loss runs in float32, which holds these dtypes exactly: one max-constraint serves both
+        share = labels is not None and flat_logits.dtype in (torch.float32, torch.float16, torch.bfloat16)
+        if not share:
+            flat_probs = self.criterion.probabilities(flat_logits)
         if labels is not None:
             mask = torch.ones_like(labels) if label_mask is None else label_mask
-            if m > 1:
-                # the three-level masked mean over M identical copies of the batch is exactly the mean
-                # of the M members' losses (every copy has the same known bits)
+            if m > 1:  # the masked mean over M copies of the batch = the mean of the members' losses
                 labels, mask = labels.repeat(m, 1), mask.repeat(m, 1)
-            # the criterion maps node weights onto its loss terms (MCLoss: the bits of node_weights_apply_to)
-            loss = self.criterion(flat_logits.float(), labels.float(), mask, self.node_weights).loss
+            args = (flat_logits.float(), labels.float(), mask, self.node_weights)  # weights: the criterion's bits
+            if share:
+                flat_probs, out = self.criterion.probabilities_and_loss(*args, probabilities_dtype=flat_logits.dtype)
+            loss = (out if share else self.criterion(*args)).loss
+        member_probs = None if m == 1 else flat_probs.view(m, b, n)
+        probabilities = flat_probs if m == 1 else member_probs.mean(0)
+        uncertainty = None if m == 1 else self.member_uncertainty(member_probs)
 
         out = BenthicNetClassifierOutput(
             loss=loss, logits=logits, probabilities=probabilities, features=features,
@@ -362,7 +362,8 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         return (model, info) if want_info else model
 
 
-def build_criterion(hierarchy: Hierarchy, output_type: str = "mcm", node_weights_apply_to: str = "negative") -> nn.Module:
+def build_criterion(hierarchy: Hierarchy, output_type: str = "mcm",
+                    node_weights_apply_to: str = "negative") -> nn.Module:
     """The output type over ``hierarchy``: ``.probabilities(logits)`` ``(B, N) → (B, N)`` and
     ``(logits, labels, mask, node_weights) → HierarchicalLossOutput``. ``"mcm"`` is
     :class:`~benthicnet_hf.losses.MCMCriterion` (a sibling file: runs as remote code); the ETHEC types

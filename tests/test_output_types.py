@@ -339,3 +339,34 @@ def test_output_type_names_have_one_home() -> None:
         OutputTypeCriterion(HIER, name)
     with pytest.raises(ValueError, match="output_type must be one of"):
         BenthicNetConfig(encoder_name="test_resnet", output_type="softmax")
+
+
+@pytest.mark.parametrize("output_type,ensemble_size,autocast", [
+    ("mcm", 1, False), ("mcm", 1, True), ("mcm", 2, True), ("hsoftmax", 1, True)])
+def test_training_forward_shares_one_max_constraint_without_changing_values(
+        output_type: str, ensemble_size: int, autocast: bool) -> None:
+    """With labels the model takes probabilities and loss from one MCM of the float32 logits; both must
+    equal what the separate calls give: probabilities of a forward without labels (bf16 under
+    autocast) and the criterion's loss on the float32 logits, exactly."""
+    from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
+    from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
+
+    torch.manual_seed(0)
+    _, t, m, _ = _mcm_batch()
+    cfg = BenthicNetConfig(encoder_name="test_resnet", hierarchy=HIER.to_list(), head_hidden_dim=0, image_size=32,
+                           output_type=output_type, ensemble_size=ensemble_size)
+    model = BenthicNetForHierarchicalClassification(cfg).eval()
+    x = torch.randn(len(ROWS), 3, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with_labels = model(x, labels=t.float(), label_mask=m.float())
+        without = model(x)
+        flat = model.member_logits(model.backbone.forward_head(
+            model.backbone.forward_features(x), pre_logits=True)).reshape(-1, HIER.num_nodes)
+    assert with_labels.probabilities.dtype == without.probabilities.dtype
+    assert torch.equal(with_labels.probabilities, without.probabilities)
+    if ensemble_size > 1:
+        assert torch.equal(with_labels.member_probabilities, without.member_probabilities)
+    crit = OutputTypeCriterion(HIER, output_type)
+    reps = ensemble_size
+    expected = crit(flat.float(), t.float().repeat(reps, 1), m.float().repeat(reps, 1))
+    assert torch.equal(with_labels.loss, expected.loss)

@@ -64,6 +64,18 @@ class OutputTypeCriterion(nn.Module):
         probs = torch.cat([h.probabilities(x[:, s]) for h, s in zip(self.handlers, self.slices)], dim=1)
         return probs.to(logits.dtype)
 
+    def probabilities_and_loss(self, logits: Tensor, targets: Tensor, mask: Tensor,
+                               node_weights: Tensor | None = None, probabilities_dtype: torch.dtype | None = None
+                               ) -> tuple[Tensor, HierarchicalLossOutput]:
+        """``(probabilities(logits).to(probabilities_dtype), forward(logits, targets, mask,
+        node_weights))``; the "mcm" type shares one max-constraint between them."""
+        if self.mcm is not None:
+            for name, t in (("logits", logits), ("labels", targets), ("label_mask", mask)):
+                self._check(name, t)
+            return self.mcm.probabilities_and_loss(logits, targets, mask, node_weights, probabilities_dtype)
+        probabilities = self.probabilities(logits)
+        return probabilities.to(probabilities_dtype or probabilities.dtype), self(logits, targets, mask, node_weights)
+
     def forward(self, logits: Tensor, targets: Tensor, mask: Tensor,
                 node_weights: Tensor | None = None) -> HierarchicalLossOutput:
         """Masked loss; ``node_weights`` optional ``(N,)`` per-node multipliers."""
