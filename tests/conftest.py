@@ -29,3 +29,15 @@ def catami_csv() -> Path:
 @pytest.fixture(scope="session")
 def hmc_dir() -> Path:
     return shared_file("hmc")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: extra intra-op threads only add contention. Modules
+    opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

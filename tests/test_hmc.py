@@ -53,13 +53,7 @@ def loaded(hmc_dir):
     return {}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Batch-4 nets on a shared 2-core machine: extra intra-op threads only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _load(hmc_dir, loaded, name):

@@ -25,13 +25,7 @@ from benthicnet_hf.ssl.schedules import cosine_momentum, warmup_cosine
 lightly_loss = pytest.importorskip("lightly.loss")  # test-only dependency (installed in the venv)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra intra-op threads only spin (slow on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _leaves(*shapes, seed=0, dtype=torch.float64):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from .method import CONTRASTIVE_METHODS
+from ..training.args import parse_dataclass_args
 
 __all__ = ["ContrastiveArguments", "build_arg_parser", "parse_contrastive_args"]
 
@@ -62,15 +63,16 @@ class ContrastiveArguments:
         self.crop_scale = [float(v) for v in self.crop_scale]
 
 
+DESCRIPTION = "Hierarchical contrastive pre-training on labelled images."
+
+
 def build_arg_parser() -> Any:
     """The ``HfArgumentParser`` (an ``argparse.ArgumentParser``) of :class:`ContrastiveArguments`."""
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(ContrastiveArguments,
-                            description="Hierarchical contrastive pre-training on labelled images.")
+    return HfArgumentParser(ContrastiveArguments, description=DESCRIPTION)
 
 
 def parse_contrastive_args(argv: Optional[Sequence[str]] = None) -> ContrastiveArguments:
     """Parse command-line flags (``argv`` default: ``sys.argv[1:]``) into :class:`ContrastiveArguments`."""
-    (args,) = build_arg_parser().parse_args_into_dataclasses(args=None if argv is None else list(argv))
-    return args
+    return parse_dataclass_args(ContrastiveArguments, argv, DESCRIPTION)

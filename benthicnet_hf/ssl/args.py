@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from .augment import BENTHICNET_MEAN, BENTHICNET_STD
+from ..training.args import parse_dataclass_args
 
 __all__ = ["PretrainArguments", "build_arg_parser", "parse_pretrain_args", "parse_kwarg_value"]
 
@@ -102,15 +103,16 @@ def parse_kwarg_value(text: str) -> Any:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+DESCRIPTION = "Self-supervised pre-training of a timm encoder on unlabelled images."
+
+
 def build_arg_parser() -> Any:
     """The ``HfArgumentParser`` (an ``argparse.ArgumentParser``) of :class:`PretrainArguments`."""
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(PretrainArguments,
-                            description="Self-supervised pre-training of a timm encoder on unlabelled images.")
+    return HfArgumentParser(PretrainArguments, description=DESCRIPTION)
 
 
 def parse_pretrain_args(argv: Optional[Sequence[str]] = None) -> PretrainArguments:
     """Parse command-line flags (``argv`` default: ``sys.argv[1:]``) into :class:`PretrainArguments`."""
-    (args,) = build_arg_parser().parse_args_into_dataclasses(args=None if argv is None else list(argv))
-    return args
+    return parse_dataclass_args(PretrainArguments, argv, DESCRIPTION)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeVar
 
 #: Metrics where lower is better (everything else: higher is better).
 LOWER_IS_BETTER = ("loss",)
+
+T = TypeVar("T")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -196,10 +198,16 @@ class FinetuneArguments:
         return asdict(self)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> FinetuneArguments:
-    """Parse command-line flags (``argv`` default: ``sys.argv[1:]``) into :class:`FinetuneArguments`."""
+def parse_dataclass_args(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None) -> T:
+    """Command-line flags (``argv`` default: ``sys.argv[1:]``) → one ``cls`` instance, through
+    transformers' ``HfArgumentParser``: the one argument style of every training script."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(FinetuneArguments)
-    (args,) = parser.parse_args_into_dataclasses(args=None if argv is None else list(argv))
+    (args,) = HfArgumentParser(cls, description=description).parse_args_into_dataclasses(
+        args=None if argv is None else list(argv))
     return args
+
+
+def parse_args(argv: Sequence[str] | None = None) -> FinetuneArguments:
+    """Parse command-line flags (``argv`` default: ``sys.argv[1:]``) into :class:`FinetuneArguments`."""
+    return parse_dataclass_args(FinetuneArguments, argv)
