@@ -307,3 +307,43 @@ def test_head_type_reaches_the_saved_model(small_dataset: tuple[list[str], datas
                                   "--output_dir", str(tmp_path / "again")])
     with pytest.raises(ValueError, match="--output_type must be one of"):
         parse_args(TINY + flags + ["--output_type", "softmax", "--output_dir", str(tmp_path / "x")])
+
+
+def test_table_builder_options_reach_the_builder(tmp_path: Path) -> None:
+    """--columns, --on_unknown, --source_exhaustive, --non_exhaustive go to the builder: a renamed image
+    column and an unknown label fail without them and train with them."""
+    from benthicnet_hf.labels import UnknownLabelError
+    from benthicnet_hf.training.args import parse_args, table_options
+
+    from benthicnet_hf.data.demo import make_demo_dataset
+
+    table = make_demo_dataset(tmp_path / "data", num_images=48, image_size=32, seed=1)
+    frame = pd.read_csv(table, dtype=str, keep_default_na=False).rename(columns={"image": "file"})
+    frame.loc[3, "catami_substrate"] = "Substrate > Martian dust"
+    frame["partition"] = ["train"] * 32 + ["val"] * 9 + ["test"] * 7
+    frame.to_csv(table, index=False)
+    base = TINY + ["--table", str(table), "--image_root", str(tmp_path / "data"), "--num_train_epochs", "1",
+                   "--per_device_train_batch_size", "16"]
+    with pytest.raises(ValueError, match="image"):  # no image column without --columns
+        fresh_run(base + ["--cache_dir", str(tmp_path / "c0"), "--output_dir", str(tmp_path / "r0")])
+    with pytest.raises(UnknownLabelError, match="Martian dust"):
+        fresh_run(base + ["--cache_dir", str(tmp_path / "c1"), "--output_dir", str(tmp_path / "r1"),
+                          "--columns", '{"image": "file"}'])
+    opts = ["--columns", '{"image": "file"}', "--on_unknown", "mask",
+            "--source_exhaustive", '{"demo_survey_b": {"biota": false}}', "--non_exhaustive", "colour"]
+    assert table_options(parse_args(base + opts + ["--output_dir", "x"])) == {
+        "columns": {"image": "file"}, "on_unknown": "mask",
+        "source_exhaustive": {"demo_survey_b": {"biota": False}}, "exhaustive": {"colour": False}}
+    # colour made non-exhaustive keeps only its positives: the run refuses the head (so the flag arrived)
+    from benthicnet_hf.data.label_support import DegenerateHeadError
+
+    with pytest.raises(DegenerateHeadError, match="colour"):
+        fresh_run(base + opts + ["--cache_dir", str(tmp_path / "c2"), "--output_dir", str(tmp_path / "r2")])
+    result = fresh_run(base + opts[:-2] + ["--cache_dir", str(tmp_path / "c3"), "--output_dir", str(tmp_path / "r3")])
+    assert result["completed_steps"] >= 1
+    with pytest.raises(ValueError, match="--on_unknown must be one of"):
+        parse_args(base + ["--on_unknown", "guess", "--output_dir", "x"])
+    with pytest.raises(ValueError, match="--columns must be JSON"):
+        parse_args(base + ["--columns", "{image: file}", "--output_dir", "x"])
+    with pytest.raises(ValueError, match="apply to --table"):
+        parse_args(["--demo", "--non_exhaustive", "biota", "--output_dir", "x"])

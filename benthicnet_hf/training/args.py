@@ -36,6 +36,17 @@ class FinetuneArguments:
     demo_image_size: int = field(default=96, metadata=_help("side of the demo images in pixels"))
     table: str | None = field(default=None, metadata=_help("label table (CSV/TSV/JSONL/Parquet) for the builder"))
     image_root: str | None = field(default=None, metadata=_help("folder the table's image paths are relative to"))
+    columns: str | None = field(default=None, metadata=_help(
+        'with --table: the builder\'s column mapping as JSON, e.g. {"image": "file", "labels": {"biota": '
+        '"Biota"}, "masks": {"biota": "biota_unknown"}} (as build_dataset.py --column/--label-column)'))
+    source_exhaustive: str | None = field(default=None, metadata=_help(
+        'with --table: JSON per source and head, e.g. {"survey_B": {"biota": false}}: that source lists '
+        "only some of the head's nodes, so its unlisted nodes are unknown, not negatives"))
+    non_exhaustive: list[str] = field(default_factory=list, metadata=_help(
+        "with --table: heads whose unlisted nodes are unknown in every row (default: every head exhaustive)"))
+    on_unknown: str = field(default="error", metadata=_help(
+        "with --table: a label path not in the hierarchy: error (list them all and stop) | ancestor (its "
+        "deepest known prefix) | mask (that head unknown for the row); opt-ins are reported"))
     dataset_dir: str | None = field(default=None, metadata=_help("a DatasetDict saved with save_to_disk"))
     hierarchy: str | None = field(default=None, metadata=_help(
         "hierarchy JSON file (Hierarchy.to_json); default: the model's (--init_from) or CATAMI"))
@@ -133,6 +144,7 @@ class FinetuneArguments:
         sources = [s for s, on in (("--demo", self.demo), ("--table", self.table), ("--dataset_dir", self.dataset_dir)) if on]
         if len(sources) != 1:
             raise ValueError(f"give exactly one data source of --demo, --table, --dataset_dir (got {sources or 'none'})")
+        table_options(self)  # a bad JSON or policy fails here, before anything runs
         if self.init_from and self.encoder_checkpoint:
             raise ValueError("--init_from already holds encoder weights; do not also give --encoder_checkpoint")
         if self.push_to_hub and not self.hub_model_id:
@@ -196,6 +208,38 @@ class FinetuneArguments:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def table_options(args: "FinetuneArguments") -> dict[str, Any]:
+    """The builder options of ``--table`` (``columns``, ``source_exhaustive``, ``exhaustive``,
+    ``on_unknown``) as :func:`benthicnet_hf.data.build_dataset` keywords; only the ones set."""
+    from ..labels import UNKNOWN_POLICIES
+
+    given = [flag for flag, on in (("--columns", args.columns), ("--source_exhaustive", args.source_exhaustive),
+                                   ("--non_exhaustive", args.non_exhaustive),
+                                   ("--on_unknown", args.on_unknown != "error")) if on]
+    if given and not args.table:
+        raise ValueError(f"{', '.join(given)} apply to --table (the builder); a --demo or --dataset_dir "
+                         "dataset is already encoded")
+    if args.on_unknown not in UNKNOWN_POLICIES:
+        raise ValueError(f"--on_unknown must be one of {UNKNOWN_POLICIES}, got {args.on_unknown!r}")
+    options: dict[str, Any] = {"columns": _json_flag("--columns", args.columns),
+                               "source_exhaustive": _json_flag("--source_exhaustive", args.source_exhaustive),
+                               "exhaustive": {head: False for head in args.non_exhaustive} or None,
+                               "on_unknown": args.on_unknown}
+    return {k: v for k, v in options.items() if v is not None and not (k == "on_unknown" and v == "error")}
+
+
+def _json_flag(flag: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be JSON, got {text!r}: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return value
 
 
 def parse_dataclass_args(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None) -> T:

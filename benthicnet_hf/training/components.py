@@ -61,6 +61,7 @@ def load_splits(args: Any, accelerator: Any, hierarchy: Hierarchy) -> datasets.D
     The main process builds (and caches) first; the others then read its cache.
     """
     from ..data import build_dataset
+    from .args import table_options
 
     with accelerator.main_process_first():
         if args.demo:
@@ -75,7 +76,8 @@ def load_splits(args: Any, accelerator: Any, hierarchy: Hierarchy) -> datasets.D
                                  source_exhaustive=DEMO_SOURCE_EXHAUSTIVE)
             where = f"demo dataset {args.demo_dir}"
         elif args.table:
-            data = build_dataset(args.table, args.image_root, hierarchy=hierarchy, cache_dir=args.cache_dir)
+            data = build_dataset(args.table, args.image_root, hierarchy=hierarchy, cache_dir=args.cache_dir,
+                                 **table_options(args))
             where = f"table {args.table}"
         else:
             data = datasets.load_from_disk(args.dataset_dir)
