@@ -97,6 +97,18 @@ def bare_step(bare: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
     return loss.detach()
 
 
+def interleaved_medians(runs: dict, repeats: int, device: torch.device) -> tuple[dict, dict]:
+    """One warm-up call each, then ``repeats`` rounds of one call each (a busy machine slows both
+    sides alike): ``(median seconds, all seconds)`` per name."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():  # warm-up (kernels, optimiser state allocation)
+        timed(fn, device)
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times[name].append(timed(fn, device))
+    return {k: statistics.median(v) for k, v in times.items()}, times
+
+
 def inference_ratio(encoder: str, batch: int, size: int, repeats: int, device: torch.device) -> dict:
     torch.manual_seed(0)
     model = BenthicNetForHierarchicalClassification(
@@ -106,14 +118,8 @@ def inference_ratio(encoder: str, batch: int, size: int, repeats: int, device: t
     bare_1000 = timm.create_model(encoder, pretrained=False).eval().to(device)  # with its classifier
     x = torch.randn(batch, 3, size, size, device=device)
     runs = {"model": lambda: model(pixel_values=x), "bare": lambda: bare(x), "bare_1000": lambda: bare_1000(x)}
-    times: dict[str, list[float]] = {k: [] for k in runs}
     with torch.inference_mode():
-        for fn in runs.values():  # warm-up
-            timed(fn, device)
-        for _ in range(repeats):
-            for name, fn in runs.items():
-                times[name].append(timed(fn, device))
-    med = {k: statistics.median(v) for k, v in times.items()}
+        med, _ = interleaved_medians(runs, repeats, device)
     for k, v in med.items():
         print(f"forward {k:<10} median {v * 1000:9.1f} ms over {repeats} runs")
     return {"ratio_vs_bare_features": round(med["model"] / med["bare"], 4),
@@ -125,13 +131,7 @@ def train_step_ratio(encoder: str, batch: int, size: int, repeats: int, device: 
     model, bare, opt_model, opt_bare = train_pair(encoder, size, device)
     x, y, m = random_batch(model, batch, size, device)
     runs = {"model": lambda: model_step(model, opt_model, x, y, m), "bare": lambda: bare_step(bare, opt_bare, x, y)}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for fn in runs.values():  # warm-up (optimiser state allocation)
-        timed(fn, device)
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            times[name].append(timed(fn, device))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med, times = interleaved_medians(runs, repeats, device)
     for k, v in times.items():
         print(f"train step {k:<6} median {med[k] * 1000:9.1f} ms; runs {[round(t * 1000) for t in v]}")
     n_model = sum(p.numel() for p in model.parameters())

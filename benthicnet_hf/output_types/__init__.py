@@ -22,7 +22,13 @@ from .marginalisation import MarginalisationOutputType
 from .mcm import FlatSigmoidOutputType, MCMOutputType
 from .per_level import MaskedPerLevelOutputType, PerLevelOutputType
 from .registry import OUTPUT_TYPES, build_output_type
-from .single_path import SinglePathError, SinglePathIndex, grouped_log_softmax, scatter_logsumexp
+from .single_path import (
+    SinglePathError,
+    SinglePathIndex,
+    SinglePathOutputType,
+    grouped_log_softmax,
+    scatter_logsumexp,
+)
 
 __all__ = [
     "OUTPUT_TYPES",
@@ -37,6 +43,7 @@ __all__ = [
     "HierarchicalSoftmaxOutputType",
     "SinglePathError",
     "SinglePathIndex",
+    "SinglePathOutputType",
     "grouped_log_softmax",
     "scatter_logsumexp",
 ]

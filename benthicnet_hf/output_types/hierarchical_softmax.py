@@ -11,19 +11,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..hierarchy import Taxonomy
-from .base import OutputType
-from .single_path import SinglePathIndex, grouped_log_softmax
+from .single_path import SinglePathOutputType, grouped_log_softmax
 
 
-class HierarchicalSoftmaxOutputType(OutputType):
+class HierarchicalSoftmaxOutputType(SinglePathOutputType):
     """Softmax over each node's children; path probability = product along the path."""
 
     name = "hsoftmax"
-
-    def __init__(self, head: Taxonomy) -> None:
-        super().__init__(head)
-        self.index = SinglePathIndex(head, self.name)
 
     def conditional_log_probs(self, logits: Tensor) -> Tensor:
         """``(batch, n)`` ``log P(node | parent)``: log-softmax within each sibling group."""
@@ -38,13 +32,6 @@ class HierarchicalSoftmaxOutputType(OutputType):
     def probabilities(self, logits: Tensor) -> Tensor:
         return self.log_probabilities(logits).exp()
 
-    def loss(self, logits: Tensor, targets: Tensor, mask: Tensor, node_weights: Tensor | None = None) -> Tensor:
-        labels = self.index.level_labels(targets, mask)
-        # sum of per-depth conditional CEs along the labelled path = -log P(deepest label)
-        nll = -self.index.gather_levels(self.conditional_log_probs(logits), labels)
-        if node_weights is not None:
-            nll = nll * self.index.gather_levels(node_weights.to(nll).expand_as(logits), labels)
-        return nll.sum(1)
-
-    def labelled(self, targets: Tensor, mask: Tensor) -> Tensor:
-        return (self.index.level_labels(targets, mask) >= 0).any(1)
+    def node_log_probs(self, logits: Tensor) -> Tensor:
+        # summed along the labelled path: the per-depth conditional CEs = -log P(deepest label)
+        return self.conditional_log_probs(logits)

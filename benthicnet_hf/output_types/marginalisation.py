@@ -17,18 +17,16 @@ import torch
 from torch import Tensor
 
 from ..hierarchy import Taxonomy
-from .base import OutputType
-from .single_path import SinglePathIndex, scatter_logsumexp
+from .single_path import SinglePathOutputType, scatter_logsumexp
 
 
-class MarginalisationOutputType(OutputType):
+class MarginalisationOutputType(SinglePathOutputType):
     """Softmax over leaves, inner nodes = sums over their leaves. ``(batch, n)`` → ``(batch, n)``."""
 
     name = "marginalisation"
 
     def __init__(self, head: Taxonomy) -> None:
         super().__init__(head)
-        self.index = SinglePathIndex(head, self.name)
         leaves = [i for i, c in enumerate(head.children) if not c]
         # (ancestor, leaf) pairs, self pairs of leaves included: what the marginal sums over
         pairs = [(a, leaf) for leaf in leaves for a in head.ancestors[leaf]]
@@ -52,12 +50,5 @@ class MarginalisationOutputType(OutputType):
     def probabilities(self, logits: Tensor) -> Tensor:
         return self.log_probabilities(logits).exp()
 
-    def loss(self, logits: Tensor, targets: Tensor, mask: Tensor, node_weights: Tensor | None = None) -> Tensor:
-        labels = self.index.level_labels(targets, mask)
-        nll = -self.index.gather_levels(self.log_probabilities(logits), labels)
-        if node_weights is not None:
-            nll = nll * self.index.gather_levels(node_weights.to(nll).expand_as(logits), labels)
-        return nll.sum(1)
-
-    def labelled(self, targets: Tensor, mask: Tensor) -> Tensor:
-        return (self.index.level_labels(targets, mask) >= 0).any(1)
+    def node_log_probs(self, logits: Tensor) -> Tensor:
+        return self.log_probabilities(logits)

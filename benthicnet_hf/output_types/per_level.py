@@ -19,19 +19,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..hierarchy import Taxonomy
-from .base import OutputType
-from .single_path import SinglePathIndex, grouped_log_softmax
+from .single_path import SinglePathOutputType, grouped_log_softmax
 
 
-class PerLevelOutputType(OutputType):
+class PerLevelOutputType(SinglePathOutputType):
     """One softmax per depth level. ``logits (batch, n)`` → probabilities ``(batch, n)``."""
 
     name = "per_level"
-
-    def __init__(self, head: Taxonomy) -> None:
-        super().__init__(head)
-        self.index = SinglePathIndex(head, self.name)
 
     def level_log_probs(self, logits: Tensor) -> Tensor:
         """``(batch, n)`` log-softmax over the nodes of each depth (not coherent)."""
@@ -42,15 +36,8 @@ class PerLevelOutputType(OutputType):
     def probabilities(self, logits: Tensor) -> Tensor:
         return self.index.min_over_ancestors(self.level_log_probs(logits).exp())
 
-    def loss(self, logits: Tensor, targets: Tensor, mask: Tensor, node_weights: Tensor | None = None) -> Tensor:
-        labels = self.index.level_labels(targets, mask)  # (batch, L)
-        nll = -self.index.gather_levels(self.level_log_probs(logits), labels)
-        if node_weights is not None:
-            nll = nll * self.index.gather_levels(node_weights.to(nll).expand_as(logits), labels)
-        return nll.sum(1)
-
-    def labelled(self, targets: Tensor, mask: Tensor) -> Tensor:
-        return (self.index.level_labels(targets, mask) >= 0).any(1)
+    def node_log_probs(self, logits: Tensor) -> Tensor:
+        return self.level_log_probs(logits)
 
 
 class MaskedPerLevelOutputType(PerLevelOutputType):

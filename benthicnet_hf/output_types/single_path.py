@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..hierarchy import Taxonomy
+from .base import OutputType
 
 
 class SinglePathError(ValueError):
@@ -176,3 +177,28 @@ class SinglePathIndex:
             picked = torch.where(has, choice, torch.full_like(picked, -2))
         return out
 
+
+class SinglePathOutputType(OutputType):
+    """Base of the ETHEC output types: a :class:`SinglePathIndex` of the taxonomy, and the loss
+    ``sum over labelled depths d of -w[label_d] · node_log_probs[label_d]`` (``(batch,)``).
+
+    Subclasses set :attr:`name`, :meth:`probabilities` and :meth:`node_log_probs`: the per-node
+    log-probabilities ``(batch, n)`` whose sum along the labelled path is the sample's NLL.
+    """
+
+    def __init__(self, head: Taxonomy) -> None:
+        super().__init__(head)
+        self.index = SinglePathIndex(head, self.name)
+
+    def node_log_probs(self, logits: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, logits: Tensor, targets: Tensor, mask: Tensor, node_weights: Tensor | None = None) -> Tensor:
+        labels = self.index.level_labels(targets, mask)  # (batch, L)
+        nll = -self.index.gather_levels(self.node_log_probs(logits), labels)
+        if node_weights is not None:
+            nll = nll * self.index.gather_levels(node_weights.to(nll).expand_as(logits), labels)
+        return nll.sum(1)
+
+    def labelled(self, targets: Tensor, mask: Tensor) -> Tensor:
+        return (self.index.level_labels(targets, mask) >= 0).any(1)

@@ -65,12 +65,12 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def image_seeds(seed: int, epoch: int, positions: Sequence[int]) -> list[int]:
-    """63-bit augmentation seeds of the images at ``positions`` of ``epoch``, one hash chain
-    ``splitmix(splitmix(splitmix(seed) ^ epoch) ^ position)`` for the whole batch (a
-    ``SeedSequence`` per image costs ~10 us, this ~0.1 us)."""
+def image_seeds(seed: int, epoch: int | Sequence[int], positions: Sequence[int]) -> list[int]:
+    """63-bit augmentation seeds of the images at ``positions`` of ``epoch`` (one epoch, or one per
+    position), one hash chain ``splitmix(splitmix(splitmix(seed) ^ epoch) ^ position)`` for the
+    whole batch (a ``SeedSequence`` per image costs ~10 us, this ~0.1 us)."""
     base = _splitmix64(np.array([seed & _MASK64], dtype=np.uint64))
-    base = _splitmix64(base ^ np.uint64(epoch & _MASK64))
+    base = _splitmix64(base ^ np.asarray(epoch, dtype=np.uint64))
     return (_splitmix64(base ^ np.asarray(positions, dtype=np.uint64)) >> np.uint64(1)).tolist()
 
 
@@ -183,8 +183,7 @@ class KeyedAugmentDataset(Dataset):
         batch = {name: np.asarray(table.column(name).combine_chunks().flatten()).reshape(len(rows), -1)
                  for name in table.column_names if name != self.image_column}
         images = []
-        seeds = [image_seeds(self.seed, k[0], [k[1]])[0] for k in keys] if len({k[0] for k in keys}) > 1 \
-            else image_seeds(self.seed, keys[0][0], [k[1] for k in keys])  # one epoch per batch, normally
+        seeds = image_seeds(self.seed, [k[0] for k in keys], [k[1] for k in keys])
         with torch.random.fork_rng(devices=[]):
             state_np, state_py = np.random.get_state(), random.getstate()
             try:
