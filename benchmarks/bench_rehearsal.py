@@ -7,7 +7,8 @@ a high-water mark, so each figure is the peak so far):
 2. the table (:func:`benthicnet_hf.data.synthetic_table.synthetic_benthicnet_table`: index lists,
    mask lists, Zipf-like CATAMI labels, cut-short paths, missing heads), written as CSV, and one
    symbolic link per row into the pool (the builder refuses a file named by two rows);
-3. ``build_dataset`` (read table, encode labels, verify + embed every image, grouped splits);
+3. ``build_dataset`` (read table, encode labels, verify + embed every image, grouped splits;
+   ``--num-proc N`` processes for the images);
 4. ``label_matrices`` of every split (what the fine-tuning loop calls on each rank);
 5. ``save_parquet_shards`` (10,000 rows per shard);
 6. one streamed pass over the train shards (``load_parquet_shards(streaming=True)``, images
@@ -15,7 +16,7 @@ a high-water mark, so each figure is the peak so far):
 
 ``--rows`` scales down (the smoke test uses 2,000). Last line: one JSON object.
 
-    python benchmarks/bench_rehearsal.py [--rows 188688] [--pool 64] [--workdir DIR] [--keep]
+    python benchmarks/bench_rehearsal.py [--rows 188688] [--pool 64] [--num-proc 2] [--workdir DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ def image_pool(folder: Path, n: int, size: int) -> list[Path]:
     return out
 
 
-def rehearse(rows: int, pool_size: int, image_size: int, work: Path, stream_rows: int | None = None) -> dict:
+def rehearse(rows: int, pool_size: int, image_size: int, work: Path, stream_rows: int | None = None,
+             num_proc: int | None = None) -> dict:
     """Run the six steps in ``work``; returns the figures (see the module docstring)."""
-    figures: dict = {"rows": rows, "pool": pool_size, "image_size": image_size}
+    figures: dict = {"rows": rows, "pool": pool_size, "image_size": image_size, "num_proc": num_proc or 1}
     hierarchy = Hierarchy.catami()
 
     t = time.perf_counter()
@@ -81,7 +83,7 @@ def rehearse(rows: int, pool_size: int, image_size: int, work: Path, stream_rows
     print("so far:", json.dumps(figures), flush=True)
 
     t = time.perf_counter()
-    ds = build_dataset(csv, cache_dir=work / "cache")
+    ds = build_dataset(csv, cache_dir=work / "cache", num_proc=num_proc)
     figures["build_s"] = round(time.perf_counter() - t, 2)
     figures["build_rows_per_s"] = round(rows / figures["build_s"], 1)
     figures["peak_rss_after_build_mb"] = peak_rss_mb()
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--pool", type=int, default=64)
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--stream-rows", type=int, default=None, help="stop the streamed pass after this many rows")
+    p.add_argument("--num-proc", type=int, default=None, help="build_dataset processes (datasets' num_proc)")
     p.add_argument("--workdir", default=None, help="default: a temporary folder, deleted at the end")
     p.add_argument("--keep", action="store_true", help="keep --workdir")
     a = p.parse_args(argv)
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     try:
-        figures = rehearse(a.rows, a.pool, a.image_size, work, a.stream_rows)
+        figures = rehearse(a.rows, a.pool, a.image_size, work, a.stream_rows, a.num_proc)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)

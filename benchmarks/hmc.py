@@ -4,6 +4,7 @@
     python benchmarks/hmc.py --all --dense-timing --json hmc.json
     python benchmarks/hmc.py some/dir/gasch2_FUN --hidden 500 --lr 1e-4 --epochs 123
     python benchmarks/hmc.py derisi_FUN --loss mcloss weighted weighted+focal-bma weighted+focal-gmu [--lpros]
+    python benchmarks/hmc.py derisi_FUN --seeds 3 --loss mcloss weighted focal-gmu weighted+sched-lin weighted+mixed
 
 DATASET is a name in --data-dir (default ../shared/data/hmc) or a path prefix with
 ``.train/.valid/.test.arff(.gz)`` (or ``_train/_test``) files beside it. Prints our AU(PRC) (sklearn
@@ -12,11 +13,18 @@ figure, seconds per epoch, and with --dense-timing the per-epoch time of the ref
 float64 B×N×N formulation over ours (both timed in this process on the same steps).
 
 Beside AU(PRC), every run reports micro/macro recall and F1 (at --threshold) of all evaluated nodes
-and of the rarest ones (bottom training-frequency quartile). ``--loss`` takes one or more of
-mcloss, weighted, weighted+focal-bma, weighted+focal-gmu (Xu et al. 2026, arXiv 2602.08986; the
-focal ones train a --members ensemble); ``--lpros`` oversamples the training set with LP-ROS. With a
-focal loss (or --ensemble-cost) the dropout-ensemble / full-ensemble time and memory ratios are
-measured too. The last line is one JSON object.
+and of the rarest ones (bottom training-frequency quartile). ``--loss`` takes one or more of mcloss
+and the rare-node losses of Xu et al. 2026 (arXiv 2602.08986), ``+``-joined parts
+(``experiments.hmc.rare.parse_rare_loss``): ``weighted`` (node weights on the bits of --apply-to),
+``focal-MODE`` (MODE: bma, predictive, aleatoric, epistemic, gmu; alone = focal without node weights;
+trains a --members ensemble of --ensemble kind), ``sched-lin|exp|alt`` (node weights moved towards
+--omega, per --scheduler-period steps), ``mixed`` (--mixed-lambda · weighted + (1 − λ) · MCLoss).
+``--lpros`` oversamples the training set with LP-ROS. With a focal loss (or --ensemble-cost) the
+dropout-ensemble / full-ensemble time and memory ratios are measured too.
+
+When ``mcloss`` is among the losses, every other variant gets a paired two-sided Wilcoxon
+signed-rank test against it over (seed, node) units — per-node AP and per-node F1 at --threshold,
+seeds 0..K-1 of both (``experiments.hmc.significance``). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benthicnet_hf.experiments.hmc.arff import dataset_prefixes  # noqa: E402
+from benthicnet_hf.experiments.hmc.rare import parse_rare_loss  # noqa: E402
+from benthicnet_hf.experiments.hmc.significance import significance_against  # noqa: E402
 from benthicnet_hf.experiments.hmc import (  # noqa: E402
     LOSSES,
     REFERENCE_SETTINGS,
@@ -69,10 +79,42 @@ RARE_COLUMNS = ("rare_micro_recall", "rare_macro_recall", "rare_micro_f1", "rare
                 "all_macro_recall_zero", "all_macro_f1_zero", "rare_macro_recall_zero", "rare_macro_f1_zero")
 
 
+def loss_name(name: str) -> str:
+    """argparse type of ``--loss``: ``mcloss`` or a rare-node loss name."""
+    if name != "mcloss":
+        try:
+            parse_rare_loss(name)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+    return name
+
+
+def wilcoxon_cell(row: dict) -> str:
+    """``"p_AP / p_F1"`` of a row's tests against mcloss (``-`` where there is none)."""
+    test = row.get("wilcoxon_vs_mcloss")
+    if not test:
+        return "-"
+    fmt = lambda t: "-" if t["p_value"] is None else f"{t['p_value']:.2g}"  # noqa: E731
+    return f"{fmt(test['ap'])} / {fmt(test['f1'])}"
+
+
 def run_dataset(prefix: Path, args: argparse.Namespace) -> list[dict]:
-    """One row per ``--loss`` on dataset ``prefix``."""
+    """One row per ``--loss`` on dataset ``prefix``; variants get a Wilcoxon test against mcloss."""
     data = load_hmc(prefix)
-    rows = [run_loss(prefix.name, data, loss, args) for loss in args.loss]
+    runs = [run_loss(prefix.name, data, loss, args) for loss in args.loss]
+    rows = [row for row, _ in runs]
+    per_node = {loss: scores for loss, (_, scores) in zip(args.loss, runs)}
+    if "mcloss" in per_node and args.seeds > 0:
+        for loss, row in zip(args.loss, rows):
+            if loss == "mcloss":
+                continue
+            test = significance_against(per_node[loss], per_node["mcloss"])
+            row["wilcoxon_vs_mcloss"] = test
+            for stat, t in test.items():
+                p = "-" if t["p_value"] is None else f"{t['p_value']:.3g}"
+                print(f"[{prefix.name}] {row['loss']} vs mcloss, per-node {stat.upper()} over {t['pairs']} "
+                      f"(seed, node) pairs: mean diff {t['mean_diff'] or 0:+.4f}, {t['wins']} up / {t['losses']} "
+                      f"down, Wilcoxon W {t['statistic']} p {p}", flush=True)
     if args.ensemble_cost or any("focal" in loss for loss in args.loss):
         cost = ensemble_cost_ratio(data, make_config(prefix.name, args.loss[0], args), members=args.members)
         print(f"[{prefix.name}] dropout / full ensemble (K={args.members}): time "
@@ -95,10 +137,24 @@ def make_config(name: str, loss: str, args: argparse.Namespace) -> HMCConfig:
     return HMCConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def run_loss(name: str, data, loss: str, args: argparse.Namespace) -> dict:
+def rare_loss_options(loss: str, config: HMCConfig, data, args: argparse.Namespace) -> dict:
+    """``RareNodeLoss`` options of ``loss`` from the command line (only those its parts use)."""
+    spec = parse_rare_loss(loss)
+    options = {"apply_to": args.apply_to, "focal_k": args.focal_k, "focal_min": args.focal_min, "omega": args.omega}
+    if spec.scheduler != "none":
+        rows = len(data.train.features) + (0 if data.valid is None else len(data.valid.features))
+        # the public code's t is the batch index inside the epoch: one transition per epoch
+        options.update(period=args.scheduler_period or -(-rows // config.batch_size), scheduler_k=args.scheduler_k)
+    if spec.mixed:
+        options["mixed_lambda"] = args.mixed_lambda
+    return options
+
+
+def run_loss(name: str, data, loss: str, args: argparse.Namespace) -> tuple[dict, list[dict]]:
+    """The row of ``loss`` and each seed's per-node scores (for the significance tests)."""
     config = make_config(name, loss, args)
     if loss != "mcloss":
-        config.loss_options = {"apply_to": args.apply_to}
+        config.loss_options = rare_loss_options(loss, config, data, args)
     known = name.lower() in REFERENCE_SETTINGS
     published = REFERENCE_SETTINGS[name.lower()][0] if known else None
     variant = loss + ("+lpros" if config.lpros else "")
@@ -123,13 +179,14 @@ def run_loss(name: str, data, loss: str, args: argparse.Namespace) -> dict:
                    dense_over_ours=round(dense / ours, 2))
         print(f"[{name}] per epoch ({args.timing_steps} timed steps): ours {ours:.2f} s, dense float64 "
               f"{dense:.2f} s, dense/ours {dense / ours:.1f}x", flush=True)
-    scores, times, rare = [], [], []
+    scores, times, rare, per_node = [], [], [], []
     for seed in range(args.seed0, args.seed0 + args.seeds):
         config.seed = seed
         result = train_and_evaluate(data, config, log_every=args.log_every)
         scores.append(result.auprc)
         times.append(result.seconds_per_epoch)
         rare.append(result.metrics)
+        per_node.append(result.per_node)
         m = result.metrics
         print(f"[{name}] {variant} seed {seed}: AU(PRC) {result.auprc:.4f} (published {published}), "
               f"{result.seconds_per_epoch:.2f} s/epoch, final loss {result.final_loss:.4f}; "
@@ -148,7 +205,7 @@ def run_loss(name: str, data, loss: str, args: argparse.Namespace) -> dict:
             row.update(diff=round(mean - published, 4), within_0_01=abs(mean - published) <= 0.01)
         print(f"[{name}] ours {mean:.4f} ± {std:.4f} over {len(scores)} seed(s) vs published {published}; "
               f"prior-only {row['prior_auprc']}", flush=True)
-    return row
+    return row, per_node
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -162,8 +219,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--hidden", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--loss", choices=LOSSES, nargs="+", default=["mcloss"],
-                   help="training objective(s), run one after the other (see build_criterion)")
+    p.add_argument("--loss", type=loss_name, nargs="+", default=["mcloss"], metavar="LOSS",
+                   help=f"training objective(s), run one after the other: mcloss or +-joined rare-node parts, "
+                        f"e.g. {', '.join(LOSSES[1:4])}, focal-gmu, weighted+sched-lin, weighted+focal-bma+mixed")
     p.add_argument("--lpros", action="store_true", help="LP-ROS oversampling of the training set")
     p.add_argument("--lpros-percentage", type=float, default=10.0, help="LP-ROS size increase P in percent")
     p.add_argument("--members", type=int, default=4, help="ensemble size K of the focal losses")
@@ -172,6 +230,13 @@ def main(argv: list[str] | None = None) -> dict:
                         "or K MC-dropout passes of one")
     p.add_argument("--apply-to", choices=("negative", "positive", "all"), default="negative",
                    help="which bits get the node weight (negative: as the paper's public code)")
+    p.add_argument("--focal-k", type=float, default=2.0, help="exponent of the focal factor f_min + u^k")
+    p.add_argument("--focal-min", type=float, default=0.25, help="floor f_min of the focal factor")
+    p.add_argument("--omega", type=float, default=0.25, help="floor of the node weights and the schedulers' target")
+    p.add_argument("--scheduler-period", type=int, default=0,
+                   help="steps per scheduler transition (0: batches per epoch, as the public code)")
+    p.add_argument("--scheduler-k", type=float, default=3.0, help="exponent of the exp scheduler")
+    p.add_argument("--mixed-lambda", type=float, default=0.5, help="weight of the weighted loss in a +mixed loss")
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold of recall/F1")
     p.add_argument("--ensemble-cost", action="store_true",
                    help="measure dropout/full ensemble time and memory (automatic with a focal loss)")
@@ -192,8 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [row for prefix in prefixes for row in run_dataset(prefix, args)]
     if rows:
         print("\n| dataset | loss | ours AU(PRC) | published | seeds | s/epoch | dense/ours | rare R micro/macro "
-              "| rare F1 micro/macro | all R micro/macro | all F1 micro/macro | all R/F1 macro, empty nodes = 0 |"
-              "\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| rare F1 micro/macro | all R micro/macro | all F1 micro/macro | all R/F1 macro, empty nodes = 0 "
+              "| Wilcoxon p vs mcloss, per-node AP / F1 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             ours = f"{r['auprc_mean']:.3f} ± {r['auprc_std']:.3f}" if "auprc_mean" in r else "-"
             pair = lambda a, b: f"{r[a]:.3f} / {r[b]:.3f}" if a in r else "-"  # noqa: E731
@@ -201,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{r.get('s_per_epoch', r.get('ours_timed_s_per_epoch', '-'))} | {r.get('dense_over_ours', '-')} | "
                   f"{pair('rare_micro_recall', 'rare_macro_recall')} | {pair('rare_micro_f1', 'rare_macro_f1')} | "
                   f"{pair('all_micro_recall', 'all_macro_recall')} | {pair('all_micro_f1', 'all_macro_f1')} | "
-                  f"{pair('all_macro_recall_zero', 'all_macro_f1_zero')} |")
+                  f"{pair('all_macro_recall_zero', 'all_macro_f1_zero')} | {wilcoxon_cell(r)} |")
     out = {"bench": "hmc", "metric": "micro AP (sklearn step-sum), non-root nodes; recall/F1 at threshold",
            "results": rows}
     if args.json:

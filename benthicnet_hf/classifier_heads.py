@@ -31,6 +31,19 @@ def rare_nodes_module(name: str) -> Any:
                               "weights): pip install benthicnet_hf") from err
 
 
+def head_output(taxonomy: Any, output_type: str, embedding_dim: int) -> tuple[int, nn.Module | None]:
+    """What the output type asks of a head: its MLP's output width and a module after the MLP.
+    ``(n_nodes, None)`` (logits) for every type but ``"joint_embedding"``, whose tree/DAG heads end in
+    ``embedding_dim`` values and the label points (``output_types.joint_embedding.head_output``)."""
+    if output_type != "joint_embedding":
+        return len(taxonomy.nodes), None
+    try:  # a sibling package when installed; as remote code, the installed package
+        joint = importlib.import_module(".output_types.joint_embedding", __package__)
+    except ImportError:
+        joint = importlib.import_module("benthicnet_hf.output_types.joint_embedding")
+    return joint.head_output(taxonomy, embedding_dim)
+
+
 def head_layers(in_features: int, num_nodes: int, hidden_dim: int, dropout: float) -> nn.Sequential:
     """One head: ``BN(affine=False) → Linear(hidden) → ReLU → Dropout → Linear(nodes)`` (reference);
     with ``hidden_dim=0``: ``BN(affine=False) → Dropout → Linear(nodes)``."""
@@ -78,18 +91,23 @@ def ensemble_head_layers(in_features: int, num_nodes: int, hidden_dim: int, drop
 class ClassifierHeads(nn.Module):
     """Per-head classifiers over shared pooled features: ``(batch, F) → (batch, num_nodes)`` raw
     logits; with ``num_members = K > 1``, ``K`` independent head stacks batched over members,
-    ``(batch, F) → (K, batch, num_nodes)`` (needs ``benthicnet_hf.rare_nodes``)."""
+    ``(batch, F) → (K, batch, num_nodes)`` (needs ``benthicnet_hf.rare_nodes``). The output type
+    sets each MLP's width (:func:`head_output`): ``"joint_embedding"`` heads end in an
+    ``embedding_dim``-wide MLP and an ``energy`` module whose logits are ``−E(label, image)``."""
 
     def __init__(self, in_features: int, hierarchy: Hierarchy, hidden_dim: int, dropout: float,
-                 num_members: int = 1) -> None:
+                 num_members: int = 1, output_type: str = "mcm", embedding_dim: int = 32) -> None:
         super().__init__()
         self.head_names = hierarchy.head_names
         self.num_members = num_members
-        self.heads = nn.ModuleList(
-            head_layers(in_features, len(h.nodes), hidden_dim, dropout) if num_members == 1
-            else ensemble_head_layers(in_features, len(h.nodes), hidden_dim, dropout, num_members)
-            for h in hierarchy.heads
-        )
+        heads = []
+        for h in hierarchy.heads:
+            width, end = head_output(h, output_type, embedding_dim)
+            heads.append(head_layers(in_features, width, hidden_dim, dropout) if num_members == 1
+                         else ensemble_head_layers(in_features, width, hidden_dim, dropout, num_members))
+            if end is not None:
+                heads[-1].add_module("energy", end)
+        self.heads = nn.ModuleList(heads)
 
     def forward(self, features: Tensor) -> Tensor:
         return torch.cat([head(features) for head in self.heads], dim=-1)
@@ -109,3 +127,5 @@ def init_head_layer(layer: nn.Module) -> None:
         else:  # kaiming_uniform_ would take a (K, out, in) weight's fan-in as out · in
             init.uniform_(layer.weight, -bound, bound)
         init.uniform_(layer.bias, -bound, bound)
+    elif isinstance(getattr(layer, "label_embeddings", None), Tensor):  # joint_embedding's label points
+        init.normal_(layer.label_embeddings, std=layer.init_std)

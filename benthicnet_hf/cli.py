@@ -13,13 +13,19 @@ Ensembles: ``--uncertainty`` adds ``{head}_uncertainty``, the ensemble's per-nod
 (any model with head dropout; the passes are seeded by ``--seed``). Scores are then the members'
 mean coherent probabilities.
 
+``--table labels.csv`` predicts the images of a label table instead and carries its metadata
+columns (site, latitude, longitude, date, depth ...) into the rows; ``--output x.parquet`` writes
+Parquet. Heads with WoRMS ids (biota) get ``{head}_aphia_id``, the AphiaID of ``{head}_deepest``.
+
+``benthicnet-hf import --format squidle|biigle|coralnet EXPORT.csv --mapping MAP.csv --output
+labels.csv`` turns annotation-platform exports into a label table (``docs/imports.md``).
+
 New subcommands register in :func:`build_parser`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -143,12 +149,17 @@ def trained_heads(config: Any) -> list[str]:
     return keep
 
 
-def prediction_columns(head_names: Sequence[str], uncertainty: bool = False) -> list[str]:
+def prediction_columns(head_names: Sequence[str], uncertainty: bool = False,
+                       aphia_heads: Sequence[str] = ()) -> list[str]:
+    """``image``, ``error``, then per head paths/deepest/score (+ uncertainty, + ``{head}_aphia_id``:
+    the WoRMS AphiaID of the deepest node, for the heads in ``aphia_heads``)."""
     cols = ["image", "error"]
     for head in head_names:
         cols += [f"{head}_paths", f"{head}_deepest", f"{head}_score"]
         if uncertainty:
             cols.append(f"{head}_uncertainty")
+        if head in aphia_heads:
+            cols.append(f"{head}_aphia_id")
     return cols
 
 
@@ -172,20 +183,23 @@ def configure_ensemble(model: Any, uncertainty: bool, mc_dropout: int | None = N
 
 
 def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size: int = 32,
-                   threshold: float = 0.5, progress: bool = True, uncertainty: bool = False
+                   threshold: float | None = None, progress: bool = True, uncertainty: bool = False
                    ) -> Iterator[dict[str, Any]]:
     """Yield one CSV row (dict) per file, in order; unreadable files get an ``error`` row.
 
+    ``threshold`` None: the model's per-node ``config.node_thresholds`` when it has them, else 0.5.
     With ``uncertainty``, each head also gets ``{head}_uncertainty``: the model output's per-node
     ``uncertainty`` of the ``{head}_deepest`` node ("" when the head predicts nothing).
     """
     import torch
     from tqdm.auto import tqdm
 
+    from .aphia import aphia_id, heads_with_aphia_ids
     from .data.images import ImageLoadError, load_rgb
     from .prediction import predict_paths_for_config
 
     hierarchy = model.config.get_hierarchy()
+    aphia_heads = set(heads_with_aphia_ids(hierarchy.head_names))
     device = next(model.parameters()).device
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress)
     for chunk in _chunks(files, batch_size):
@@ -214,6 +228,9 @@ def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size
                     row[f"{head}_paths"] = "; ".join(p["paths"])
                     row[f"{head}_deepest"] = p["deepest"] or ""
                     row[f"{head}_score"] = "" if p["score"] is None else f"{p['score']:.6f}"
+                    if head in aphia_heads:  # WoRMS id of the deepest node, where the shipped table has one
+                        aphia = aphia_id(head, p["deepest"])
+                        row[f"{head}_aphia_id"] = "" if aphia is None else str(aphia)
                     if unc is not None:
                         deepest = p["deepest"]
                         row[f"{head}_uncertainty"] = (
@@ -224,27 +241,74 @@ def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
     import torch
 
-    files = collect_images(args.images)
+    from .aphia import heads_with_aphia_ids
+    from .data.prediction_table import join_metadata, table_images, write_predictions
+
+    if bool(args.images) == bool(args.table):
+        raise ValueError("give image files/folders or --table LABELS.csv (one of the two)")
+    files = collect_images(args.images) if args.images else []
     model, processor = load_model(args.model, args.device)
     configure_ensemble(model, args.uncertainty, args.mc_dropout, args.uncertainty_mode)
     torch.manual_seed(args.seed)  # MC dropout masks
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    with open(out, "w", newline="", encoding="utf-8") as fh:
-        heads = trained_heads(model.config)
-        columns = prediction_columns(heads, uncertainty=args.uncertainty)
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        for row in predict_images(model, processor, files, args.batch_size, args.threshold,
-                                  progress=not args.no_progress, uncertainty=args.uncertainty):
-            failed += bool(row["error"])
-            writer.writerow(row)
+    meta = None
+    if args.table:  # the table's metadata columns travel with each prediction row
+        files, meta = table_images(args.table, model.config.get_hierarchy().head_names, args.image_root,
+                                   args.image_column)
+    heads = trained_heads(model.config)
+    columns = prediction_columns(heads, uncertainty=args.uncertainty, aphia_heads=heads_with_aphia_ids(heads))
+    rows = list(predict_images(model, processor, files, args.batch_size, args.threshold,
+                               progress=not args.no_progress, uncertainty=args.uncertainty))
+    failed = sum(bool(row["error"]) for row in rows)
+    frame = pd.DataFrame(rows, columns=columns) if meta is None else join_metadata(meta, rows, columns)
+    out = write_predictions(frame, args.output)
     print(f"wrote {len(files)} rows to {out}" + (f"; {failed} image(s) could not be read (see the "
                                                   f"'error' column)" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .data.imports import UnmappedLabelError, import_exports, write_table, write_unmapped_template
+    from .hierarchy import Hierarchy
+
+    both = sorted(set(args.exhaustive) & set(args.non_exhaustive))
+    unknown = sorted(set(args.exhaustive + args.non_exhaustive) - set(Hierarchy.catami().head_names))
+    if both or unknown:
+        raise ValueError(f"--exhaustive/--non_exhaustive: head(s) {both} given as both, unknown head(s) {unknown}")
+    exhaustive = {h: True for h in args.exhaustive} | {h: False for h in args.non_exhaustive}
+    try:
+        table, report = import_exports(args.format, args.exports, args.mapping, exhaustive=exhaustive,
+                                       on_unmapped=args.on_unmapped, labelset=args.labelset,
+                                       label_column=args.label_column, image_column=args.image_column,
+                                       site_column=args.site_column, source=args.source)
+    except UnmappedLabelError as err:
+        if args.unmapped_template:
+            print(f"unmapped labels written to {write_unmapped_template(err.unmapped, args.unmapped_template)}",
+                  file=sys.stderr)
+        raise
+    if report.unmapped and args.unmapped_template:
+        write_unmapped_template(report.unmapped, args.unmapped_template)
+    print(report.summary(), file=sys.stderr)
+    print(f"wrote {len(table)} image rows to {write_table(table, args.output)}", file=sys.stderr)
+    return 0
+
+
+def app_argv(args: argparse.Namespace) -> list[str]:
+    """The ``app`` subcommand's options as command-line words again."""
+    argv = ["--model", args.model, "--host", args.host, "--share", args.share, "--device", args.device]
+    return argv + (["--port", str(args.port)] if args.port is not None else [])
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    import runpy
+
+    # benthicnet_hf.app builds on this module (predict's code path), so it runs as a program here
+    # rather than being imported back (no import cycle)
+    sys.argv = ["benthicnet-hf app", *app_argv(args)]
+    runpy.run_module("benthicnet_hf.app", run_name="__main__", alter_sys=True)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,10 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="predict CATAMI paths for images, one CSV row per image")
     p.add_argument("--model", required=True, help="saved model folder or Hub id")
-    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
-    p.add_argument("--output", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    p.add_argument("images", nargs="*", help="image files and/or folders (searched recursively)")
+    p.add_argument("--table", default=None, metavar="LABELS.csv",
+                   help="predict the images of a table instead; its non-label columns (site, latitude, longitude, "
+                        "date, depth ...) are carried into the output")
+    p.add_argument("--image_root", default=None, help="with --table: folder of its image paths (default: its folder)")
+    p.add_argument("--image_column", default="image", help="with --table: the column of image paths")
+    p.add_argument("--output", default="predictions.csv",
+                   help="CSV to write, or Parquet when it ends in .parquet (default predictions.csv)")
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--threshold", type=float, default=0.5, help="a node is predicted when its score > this")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="a node is predicted when its score > this, for every node (default: the model's per-node "
+                        "thresholds tuned on its validation split, config.node_thresholds; else 0.5)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument("--uncertainty", action="store_true",
@@ -267,6 +339,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MC dropout: average N passes with the heads' dropout on (0 = off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the MC dropout masks")
     p.set_defaults(func=cmd_predict)
+    i = sub.add_parser("import", help="annotation-platform exports (SQUIDLE+, BIIGLE, CoralNet) → a label table")
+    i.add_argument("exports", nargs="+", help="export CSV file(s) of one platform")
+    i.add_argument("--format", required=True, choices=("squidle", "biigle", "coralnet"))
+    i.add_argument("--mapping", required=True, help="CSV 'label,catami': platform label → CATAMI path(s) or IGNORE")
+    i.add_argument("--output", required=True, help="table to write (CSV, or Parquet for .parquet)")
+    i.add_argument("--labelset", default=None, help="CoralNet: the source's labelset export (Label ID,Short Code)")
+    i.add_argument("--on_unmapped", choices=("error", "skip"), default="error",
+                   help="labels not in the mapping: error (list them all, with counts) or skip their points (listed)")
+    i.add_argument("--unmapped_template", default=None, metavar="CSV",
+                   help="write the unmapped labels with their counts as a mapping file to fill in")
+    i.add_argument("--exhaustive", action="append", default=[], metavar="HEAD",
+                   help="a head whose unannotated nodes are known absent (default: substrate, relief, bedforms)")
+    i.add_argument("--non_exhaustive", action="append", default=[], metavar="HEAD",
+                   help="a head whose unannotated nodes are unknown (default: biota, colour)")
+    i.add_argument("--label_column", default=None, help="export column of the label (default per format)")
+    i.add_argument("--image_column", default=None, help="export column of the image file (default per format)")
+    i.add_argument("--site_column", default=None, help="export column of the site (default per format)")
+    i.add_argument("--source", default=None, help="the table's dataset value (default per format)")
+    i.set_defaults(func=cmd_import)
+    a = sub.add_parser("app", help="launch the Gradio app (the Space): upload an image, see each head's tree")
+    a.add_argument("--model", required=True, help="saved model folder or Hub id")
+    a.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")
+    a.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: reachable from the network)")
+    a.add_argument("--share", choices=("no", "yes"), default="no", help="a public gradio.live link (needs network)")
+    a.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    a.set_defaults(func=cmd_app)
     return parser
 
 

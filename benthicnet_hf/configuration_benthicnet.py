@@ -12,6 +12,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .calibration import check_head_temperatures, check_node_thresholds
 from .hierarchy import Hierarchy, fingerprint_difference
 from .losses import NODE_WEIGHT_BITS
 
@@ -23,12 +24,17 @@ BENTHICNET_STD = (0.219, 0.215, 0.209)
 #: and a masked loss. The one list of names: ``"mcm"`` (C-HMCNN, :class:`.losses.MCMCriterion`) and
 #: the ETHEC variants; :data:`benthicnet_hf.output_types.OUTPUT_TYPES` maps each to its class and
 #: checks at import that it covers exactly these names. Kept here so that remote code validates configs.
-OUTPUT_TYPE_NAMES = ("mcm", "per_level", "masked_per_level", "marginalisation", "hsoftmax")
+OUTPUT_TYPE_NAMES = ("mcm", "per_level", "masked_per_level", "marginalisation", "hsoftmax", "flat_baseline",
+                     "joint_embedding")
 
 #: Per-node ensemble uncertainty measures (``rare_nodes.uncertainty.MODES``; repeated here because a
 #: remote-code config may not import the package) and the public code's aliases for them.
 UNCERTAINTY_MODES = ("bma", "predictive", "aleatoric", "epistemic", "gmu")
 UNCERTAINTY_ALIASES = {"mean": "bma", "bbma": "bma", "pcs": "gmu", "vgmu": "gmu", "js": "epistemic"}
+
+#: Training objectives of the ``"mcm"`` output type (``config.loss``): the masked MCLoss, or the
+#: rare-node paper's weighted focal MCLoss over the ensemble members (``rare_nodes.member_focal``).
+LOSS_NAMES = ("mcloss", "focal")
 
 
 #: CATAMI classes that mean "nothing of this head here" (head → keys). Such a class is exclusive with
@@ -62,6 +68,22 @@ def check_ensemble(output_type: str, head_dropout: float, ensemble_size: Any, dr
     if dropout_samples > 0 and not head_dropout > 0:
         raise ValueError(f"MC dropout (ensemble_dropout_samples={dropout_samples}) needs head_dropout > 0, "
                          f"got {head_dropout}")
+
+
+def check_loss(loss: str, output_type: str, ensemble_size: int, dropout_samples: int, focal_k: Any,
+               focal_min: Any) -> None:
+    """Clear errors for a training objective the model cannot run (see :class:`BenthicNetConfig`)."""
+    if loss not in LOSS_NAMES:
+        raise ValueError(f"loss must be one of {LOSS_NAMES}, got {loss!r}")
+    if loss == "focal":
+        if output_type != "mcm":
+            raise ValueError(f"loss='focal' is the weighted focal MCLoss of output_type='mcm', got {output_type!r}")
+        if ensemble_size < 2 and dropout_samples < 1:
+            raise ValueError("loss='focal' takes its uncertainty from ensemble members: set ensemble_size > 1 "
+                             f"or ensemble_dropout_samples > 0 (got {ensemble_size} and {dropout_samples})")
+    for name, value in (("focal_k", focal_k), ("focal_min", focal_min)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
 
 
 def check_hierarchy_fingerprint(saved: Any, hier: Hierarchy) -> None:
@@ -116,7 +138,11 @@ class BenthicNetConfig(PretrainedConfig):
         output_type (`str`, defaults to ``"mcm"``): coherence of the outputs; ``"mcm"`` is the
             C-HMCNN max-constraint module with MCLoss (flat heads: plain sigmoid and masked BCE);
             ``"per_level"``, ``"masked_per_level"``, ``"marginalisation"``, ``"hsoftmax"`` are the
-            ETHEC variants of :mod:`benthicnet_hf.output_types` (single-path tree heads).
+            ETHEC variants of :mod:`benthicnet_hf.output_types` (single-path tree heads);
+            ``"joint_embedding"``: images and labels as order embeddings in one space (``embedding_dim``).
+        embedding_dim (`int`, defaults to 32): dimension ``d`` of the joint image–label space of
+            ``output_type="joint_embedding"`` (each tree/DAG head's MLP outputs ``d`` values and holds
+            ``(n_nodes, d)`` label points); unused by the other output types.
         freeze_encoder (`bool`, defaults to False): linear probing: encoder weights get no
             gradient and the encoder stays in eval mode (BatchNorm statistics untouched).
         image_size (`int`, defaults to 224): side of the square centre crop fed to the encoder.
@@ -140,6 +166,18 @@ class BenthicNetConfig(PretrainedConfig):
         uncertainty (`str`, defaults to ``"bma"``): the per-node uncertainty reported for ensembles
             and MC dropout, one of ``"bma"`` (bBMA, ``1 − |2 p̄ − 1|``), ``"predictive"``,
             ``"aleatoric"``, ``"epistemic"``, ``"gmu"`` (see ``rare_nodes.uncertainty``).
+        loss (`str`, defaults to ``"mcloss"``): the training objective of ``output_type="mcm"``:
+            ``"mcloss"`` (masked MCLoss, node weights on the bits of ``node_weights_apply_to``) or
+            ``"focal"``, the rare-node paper's weighted focal MCLoss (``rare_nodes.member_focal``): each
+            member's bit ``j`` of sample ``b`` weighs ``w_bj · (focal_min + u_bj ** focal_k)``, ``u`` the
+            ``focal_uncertainty`` of the members' detached sigmoid outputs, ``w`` the node weight on the
+            bits of ``node_weights_apply_to`` (1 without ``node_weights``: focal alone). Needs members
+            (``ensemble_size > 1`` and/or ``ensemble_dropout_samples > 0``; with this loss the MC dropout
+            passes also run in training, the paper's dropout ensemble).
+        focal_uncertainty (`str`, defaults to ``"bma"``): the uncertainty of the focal factor (the
+            modes of ``uncertainty``; the paper's best: ``"bma"`` and ``"gmu"``).
+        focal_k (`float`, defaults to 2.0): exponent ``γ`` of the focal factor.
+        focal_min (`float`, defaults to 0.25): floor ``f_min`` of the focal factor.
         node_support (`dict`, *optional*): per-node training support from the training split,
             ``{"positives": [...], "negatives": [...]}`` (known positive / negative bits, ``(num_nodes,)``
             each), written by fine-tuning. Prediction leaves out nodes with no positive training
@@ -148,6 +186,12 @@ class BenthicNetConfig(PretrainedConfig):
         absence_nodes (`list[str]`, *optional*): ``"head: key"`` of classes that mean absence within
             their head (CATAMI: ``"biota: No visible biota"``, ``"bedforms: None"``); predicted only
             when nothing else in the head is. Defaults to the CATAMI ones present in the hierarchy.
+        head_temperatures (`dict[str, float]`, *optional*): ``{head: T}``, one temperature per head fitted
+            on the validation split after fine-tuning; the model divides each head's logits by it before
+            the output type (see ``calibration.py``: coherence is kept). None = no scaling.
+        node_thresholds (`list[float]`, *optional*): ``(num_nodes,)`` decision thresholds tuned per node on
+            the validation split (F1-optimal or for a target precision); ``predict`` and
+            ``predict_paths_for_config`` use them. None = the global 0.5.
         hierarchy_fingerprint (`dict`, *optional*): written by ``save_pretrained`` (a hash per head of
             :meth:`Hierarchy.fingerprint`). When given, it must match ``hierarchy``: a ``config.json``
             whose hierarchy was edited after saving is refused, naming the heads that differ. Configs
@@ -177,9 +221,16 @@ class BenthicNetConfig(PretrainedConfig):
         ensemble_size: int = 1,
         ensemble_dropout_samples: int = 0,
         uncertainty: str = "bma",
+        loss: str = "mcloss",
+        focal_uncertainty: str = "bma",
+        focal_k: float = 2.0,
+        focal_min: float = 0.25,
         node_support: dict[str, list[int]] | None = None,
         absence_nodes: list[str] | None = None,
         hierarchy_fingerprint: dict[str, Any] | None = None,
+        head_temperatures: dict[str, float] | None = None,
+        node_thresholds: list[float] | None = None,
+        embedding_dim: int = 32,
         **kwargs: Any,
     ) -> None:
         if "head_type" in kwargs:  # the 0.1 name, still in saved configs: read for one release
@@ -203,6 +254,8 @@ class BenthicNetConfig(PretrainedConfig):
                              "num_classes=0 and pretrained=False (load weights with load_encoder)")
         if output_type not in OUTPUT_TYPE_NAMES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPE_NAMES}, got {output_type!r}")
+        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be an integer >= 1, got {embedding_dim!r}")
         if head_hidden_dim < 0:
             raise ValueError(f"head_hidden_dim must be >= 0 (0 = linear heads), got {head_hidden_dim}")
         if node_weights is not None and len(node_weights) != hier.num_nodes:
@@ -212,6 +265,8 @@ class BenthicNetConfig(PretrainedConfig):
             raise ValueError(f"node_weights_apply_to must be one of {NODE_WEIGHT_BITS}, got {node_weights_apply_to!r}")
         check_ensemble(output_type, head_dropout, ensemble_size, ensemble_dropout_samples)
         uncertainty = canonical_uncertainty(uncertainty)
+        check_loss(loss, output_type, ensemble_size, ensemble_dropout_samples, focal_k, focal_min)
+        focal_uncertainty = canonical_uncertainty(focal_uncertainty)
         for name, stat in (("image_mean", image_mean), ("image_std", image_std)):
             if len(stat) != 3:
                 raise ValueError(f"{name} must have 3 (RGB) values, got {list(stat)}")
@@ -222,6 +277,7 @@ class BenthicNetConfig(PretrainedConfig):
         self.head_hidden_dim = int(head_hidden_dim)
         self.head_dropout = float(head_dropout)
         self.output_type = output_type
+        self.embedding_dim = embedding_dim
         self.freeze_encoder = bool(freeze_encoder)
         self.image_size = int(image_size)
         self.image_mean = [float(v) for v in image_mean]
@@ -232,6 +288,10 @@ class BenthicNetConfig(PretrainedConfig):
         self.ensemble_size = int(ensemble_size)
         self.ensemble_dropout_samples = int(ensemble_dropout_samples)
         self.uncertainty = uncertainty
+        self.loss = loss
+        self.focal_uncertainty = focal_uncertainty
+        self.focal_k = float(focal_k)
+        self.focal_min = float(focal_min)
         self.node_support = check_node_support(node_support, hier.num_nodes)
         if absence_nodes is None:
             absence_nodes = default_absence_nodes(hier)
@@ -239,6 +299,8 @@ class BenthicNetConfig(PretrainedConfig):
         if unknown:
             raise ValueError(f"absence_nodes {unknown} are not nodes of the hierarchy (names are 'head: key')")
         self.absence_nodes = list(absence_nodes)
+        self.head_temperatures = check_head_temperatures(head_temperatures, hier.head_names)
+        self.node_thresholds = check_node_thresholds(node_thresholds, hier.num_nodes, hier.labels)
 
         labels = hier.labels
         id2label = {i: name for i, name in enumerate(labels)}

@@ -78,6 +78,52 @@ def _not_evaluable_note(metrics: Mapping[str, float]) -> str:
             f"metric is NaN and left out of `overall`): {', '.join(heads)}.")
 
 
+def _figures_section(plots: Mapping[str, str] | None) -> str:
+    """Markdown images of ``{caption: relative path}`` ("" without plots)."""
+    lines = []
+    for caption, link in (plots or {}).items():
+        if Path(link).is_absolute() or ".." in Path(link).parts:
+            raise ValueError(f"a card links its figures relative to itself, got {link!r}")
+        lines.append(f"![{caption}]({Path(link).as_posix()})\n\n*{caption}.*")
+    return "\n\n".join(lines)
+
+
+def _calibration_section(report: Mapping[str, Any] | None) -> str:
+    """Temperatures, thresholds and ECE/Brier before → after ("" without a report)."""
+    if not report:
+        return ""
+    parts = []
+    temps = report.get("temperatures")
+    if temps:
+        parts.append("One temperature per head, fitted on the validation split by minimising the masked NLL "
+                     "(`config.head_temperatures`; the model divides each head's logits by it, coherence "
+                     "is kept): " + ", ".join(f"{h} {t:.3f}" for h, t in temps.items()) + ".")
+    thr = report.get("thresholds")
+    if thr:
+        kept = thr.get("few_positives", 0) + thr.get("no_negatives", 0) + thr.get("target_not_reached", 0)
+        parts.append(f"Per-node decision thresholds ({thr['mode']}, validation split; `config.node_thresholds`, "
+                     f"used by `predict` and `predict_paths_for_config`): {thr.get('tuned', 0)} nodes tuned, "
+                     f"{kept} keep {thr['default']} (too few known validation positives or no negative"
+                     f"{', or the target precision not reached' if thr.get('target_not_reached') else ''}).")
+    rows = []
+    for split in ("validation", "test"):
+        figures = report.get(split) or {}
+        before, after = figures.get("before") or {}, figures.get("after") or {}
+        for name in ("ece", "brier"):
+            b, a = before.get(f"overall/{name}"), after.get(f"overall/{name}")
+            if b is not None and a is not None:
+                rows.append(f"| {split} | {name.upper() if name == 'ece' else 'Brier'} | {b:.4f} | {a:.4f} |")
+    if rows:
+        parts.append("Over all known bits (ECE: 15 equal-width bins):\n\n| split | metric | before | after |\n"
+                     "|---|---|---:|---:|\n" + "\n".join(rows))
+    f1 = (report.get("test") or {}).get("f1_micro")
+    if f1:
+        parts.append("Test micro F1 per head at the default threshold → at the tuned thresholds: " + ", ".join(
+            f"{h} {v['default']:.3f} → {v['tuned']:.3f}" for h, v in f1.items()
+            if not (math.isnan(v["default"]) or math.isnan(v["tuned"]))) + ".")
+    return "\n\n".join(parts)
+
+
 def _settings_table(settings: Mapping[str, Any]) -> str:
     return "\n".join(f"| {k} | `{v}` |" for k, v in settings.items()) or "| (not recorded) | |"
 
@@ -92,6 +138,8 @@ def render_model_card(
     model_id: str | None = None,
     widget_export: bool = False,
     baseline: Mapping[str, float] | None = None,
+    plots: Mapping[str, str] | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> ModelCard:
     """The card of a fine-tuned model (``widget_export=True``: of its flat timm export).
 
@@ -104,6 +152,11 @@ def render_model_card(
         datasets: Hub dataset id(s).
         model_id: ``org/name`` of the model repo (title and usage snippets).
         baseline: the label-prior baseline's metrics on the same split, shown in brackets.
+        plots: ``{caption: relative path}`` of PNG files saved next to the card
+            (:func:`benthicnet_hf.plots.write_plots`), embedded as images (relative links: the Hub
+            renders a repository's own files; absolute or ``..`` paths are refused).
+        calibration: the fine-tuning's calibration report (temperatures, threshold tuning, ECE and
+            Brier before/after), shown as a section.
     """
     from .metrics import format_metrics_table  # deferred: keeps `import benthicnet_hf.hub` light
 
@@ -152,6 +205,7 @@ def render_model_card(
         model_name=name, summary=summary, num_heads=len(hierarchy.heads),
         num_nodes=hierarchy.num_nodes, hierarchy_rows=_hierarchy_rows(hierarchy), usage=usage,
         training=training, evaluation=evaluation, coherence_note=coherence,
+        calibration=_calibration_section(calibration), figures=_figures_section(plots),
     )
 
 

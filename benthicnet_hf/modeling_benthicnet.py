@@ -29,6 +29,7 @@ from transformers import AutoConfig, AutoModelForImageClassification, PreTrained
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .calibration import scale_logits
 from .checkpoint_match import check_loaded_heads, head_shape_mismatch
 from .encoder import checked_pixel_values, create_encoder
 from .classifier_heads import ClassifierHeads, init_head_layer, rare_nodes_module
@@ -44,7 +45,7 @@ class BenthicNetClassifierOutput(ModelOutput):
 
     Args:
         loss: scalar masked hierarchical loss (MCLoss / BCE), when ``labels`` were given.
-        logits: ``(batch, num_nodes)`` raw node logits of all heads, concatenated (not coherent).
+        logits: ``(batch, num_nodes)`` node logits of all heads over ``config.head_temperatures`` (not coherent).
         probabilities: ``(batch, num_nodes)`` coherent scores of the output type (``"mcm"``:
             ``sigmoid(MCM(logits))``): no node scores above any of its ancestors.
         features: ``(batch, num_features)`` pooled encoder features.
@@ -143,13 +144,11 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         self.backbone = create_encoder(config)
         self.num_features = self.backbone.num_features
         self.heads = ClassifierHeads(self.num_features, hierarchy, config.head_hidden_dim, config.head_dropout,
-                                       config.ensemble_size)
-        self.criterion = build_criterion(hierarchy, config.output_type, config.node_weights_apply_to)
-        weights = config.node_weights
-        self.register_buffer(
-            "node_weights", None if weights is None else torch.tensor(weights, dtype=torch.float32),
-            persistent=False,
-        )
+                                       config.ensemble_size, config.output_type, config.embedding_dim)
+        self.focal = rare_nodes_module("member_focal").MemberFocalWeights.from_config(config) if config.loss == "focal" else None
+        self.criterion = build_criterion(hierarchy, config.output_type, "all" if self.focal else config.node_weights_apply_to)
+        weights = None if config.node_weights is None else torch.tensor(config.node_weights, dtype=torch.float32)
+        self.register_buffer("node_weights", weights, persistent=False)
         self.set_encoder_frozen(config.freeze_encoder)
         self.post_init()
 
@@ -179,9 +178,9 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         self.config.ensemble_dropout_samples = int(samples)
 
     def mc_dropout_samples(self) -> int:
-        """MC dropout passes ``S`` of the next forward: ``config.ensemble_dropout_samples`` in eval mode,
-        0 in training mode (where dropout is on anyway)."""
-        return 0 if self.training else self.config.ensemble_dropout_samples
+        """MC dropout passes ``S`` of the next forward: ``config.ensemble_dropout_samples`` in eval mode (and in
+        training with ``loss="focal"``: its members), else 0 in training mode (where dropout is on anyway)."""
+        return 0 if self.training and self.focal is None else self.config.ensemble_dropout_samples
 
     def has_members(self) -> bool:
         """Whether the next forward runs an ensemble (``K > 1`` heads and/or MC dropout)."""
@@ -193,7 +192,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
         samples = self.mc_dropout_samples()
         b = features.shape[0]
         if samples > 0:
-            # one (S·B) batch, rows s·B + b; BatchNorm is in eval mode here, so repeating is exact
+            # one (S·B) batch, rows s·B + b; repeating leaves BatchNorm's (eval or batch) statistics as for B rows
             with rare_nodes_module("ensemble").dropout_active(self.heads):
                 out = self.heads(features.repeat(samples, 1))
         else:
@@ -261,13 +260,13 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
             features = self.backbone.forward_head(fmap, pre_logits=True)
         loss = None
         if self.has_members():
-            members = self.member_logits(features)  # (M, B, N)
+            members = scale_logits(self.member_logits(features), self.config)  # (M, B, N), per-head T
             m, b, _ = members.shape
             # every member's loss on the same batch at once: (M·B, N) rows, labels repeated
             flat_logits = members.reshape(m * b, n)
             logits = members.mean(0)
         else:
-            m, logits = 1, self.heads(features)
+            m, logits = 1, scale_logits(self.heads(features), self.config)
             flat_logits = logits
         self.check_logits(flat_logits)
         # the loss runs in float32, which holds these dtypes exactly: one max-constraint serves both
@@ -278,7 +277,8 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
             mask = torch.ones_like(labels) if label_mask is None else label_mask
             if m > 1:  # the masked mean over M copies of the batch = the mean of the members' losses
                 labels, mask = labels.repeat(m, 1), mask.repeat(m, 1)
-            args = (flat_logits.float(), labels.float(), mask, self.node_weights)  # weights: the criterion's bits
+            weights = self.node_weights if self.focal is None else self.focal(flat_logits, labels, mask, self.node_weights, m)
+            args = (flat_logits.float(), labels.float(), mask, weights)  # weights: the criterion's bits
             if share:
                 flat_probs, out = self.criterion.probabilities_and_loss(*args, probabilities_dtype=flat_logits.dtype)
             loss = (out if share else self.criterion(*args)).loss
@@ -314,8 +314,7 @@ class BenthicNetForHierarchicalClassification(BenthicNetPreTrainedModel):
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
         """``PreTrainedModel.save_pretrained`` plus the image processor (timm's eval transform) and
         the coherent-score pipeline (``config.custom_pipelines``; its file is copied as a relative
-        import of this one), so that
-        ``pipeline("image-classification", model=dir, trust_remote_code=True)`` works."""
+        import of this one), so that ``pipeline("image-classification", model=dir, trust_remote_code=True)`` works."""
         from .image_processing import make_image_processor
         from .pipeline_benthicnet import CUSTOM_PIPELINES
 

@@ -10,7 +10,10 @@ Per sample and head:
   is the answer; ``None`` when no node of the head does;
 - ``score``: the score of ``deepest`` (``None`` with it).
 
-With coherent scores (``outputs.probabilities``) the predicted set is closed under ancestors, so
+The threshold is one float or one per node (``(N,)``, ``config.node_thresholds``, tuned on the
+validation split). The predicted set is closed under ancestors — a predicted node's ancestors are
+predicted (the max-constraint on the decisions), which only matters with per-node thresholds (a
+child may clear a lower threshold than its parent) or incoherent scores — so paths stay coherent and
 ``deepest`` is the end of one of ``paths``. Everything is computed for the whole batch at once.
 
 Only what was trained is predicted: with ``trained`` (``config.trained_nodes()``: a positive
@@ -42,6 +45,27 @@ def child_to_parent_matrix(hierarchy: Hierarchy) -> sparse.csr_matrix:
     return sparse.csr_matrix((data, (child[keep], parent[keep])), shape=(n, n))
 
 
+def self_ancestor_matrix(hierarchy: Hierarchy) -> sparse.csr_matrix:
+    """``(N, N)`` sparse 0/1, ``A[node, ancestor] = 1`` for every ancestor of a node, itself included."""
+    ap = hierarchy.ancestors_padded
+    node = np.repeat(np.arange(ap.shape[0]), ap.shape[1])
+    anc = ap.reshape(-1)
+    keep = anc >= 0
+    n = hierarchy.num_nodes
+    data = np.ones(int(keep.sum()), dtype=np.float32)
+    return sparse.csr_matrix((data, (node[keep], anc[keep])), shape=(n, n))
+
+
+def node_threshold_vector(hierarchy: Hierarchy, threshold: Any) -> np.ndarray:
+    """A float or ``(N,)`` thresholds → ``(N,)`` float64, checked (a clear error names the shape)."""
+    thr = np.asarray(threshold, dtype=np.float64)
+    if thr.ndim == 0:
+        return np.full(hierarchy.num_nodes, float(thr))
+    if thr.shape != (hierarchy.num_nodes,):
+        raise ValueError(f"threshold must be a float or one per node, shape ({hierarchy.num_nodes},), got {thr.shape}")
+    return thr
+
+
 def _related(hierarchy: Hierarchy, node: int) -> tuple[np.ndarray, np.ndarray]:
     """(ancestors incl. ``node``, descendants incl. ``node``) of a node, global indices."""
     anc = hierarchy.ancestors_padded[node]
@@ -71,7 +95,8 @@ def exclusive_absence(hierarchy: Hierarchy, predicted: np.ndarray, absence: Sequ
     return out
 
 
-def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5, trained: Sequence[bool] | None = None,
+def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float | Sequence[float] | np.ndarray = 0.5,
+                  trained: Sequence[bool] | None = None,
                   absence: Sequence[int] = ()) -> list[dict[str, dict[str, Any]]]:
     """Per-sample, per-head predictions from node scores.
 
@@ -79,7 +104,8 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5, trai
         hierarchy: the label hierarchy (global node layout).
         probs: ``(batch, num_nodes)`` scores in [0, 1] (numpy or torch), normally the model's
             coherent ``probabilities``.
-        threshold: a node is predicted when its score is > threshold.
+        threshold: a node is predicted when its score is > threshold: one float, or ``(num_nodes,)``
+            per-node thresholds; the predictions are then closed under ancestors.
         trained: optional ``(num_nodes,)`` bool, False for nodes without a positive training
             example: never predicted; heads with no trained node are marked ``untrained``.
         absence: global indices of absence classes, exclusive with the rest of their head.
@@ -93,11 +119,13 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5, trai
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != hierarchy.num_nodes:
         raise ValueError(f"probs must have shape (batch, {hierarchy.num_nodes}), got {p.shape}")
-    predicted = p > threshold  # (B, N)
+    predicted = p > node_threshold_vector(hierarchy, threshold)[None, :]  # (B, N)
     head_untrained = np.zeros(len(hierarchy.heads), dtype=bool)
     if trained is not None:
         head_untrained = untrained_heads(hierarchy, trained)
         predicted &= np.asarray(trained, dtype=bool)[None, :]
+    # a child over its (lower) threshold makes its ancestors predicted too: coherent paths
+    predicted = np.asarray(predicted.astype(np.float32) @ self_ancestor_matrix(hierarchy)) > 0
     if len(absence):
         predicted = exclusive_absence(hierarchy, predicted, absence)
     # a predicted node with a predicted child is not the end of a path
@@ -136,10 +164,15 @@ def predict_paths(hierarchy: Hierarchy, probs: Any, threshold: float = 0.5, trai
     return out
 
 
-def predict_paths_for_config(config: Any, probs: Any, threshold: float = 0.5) -> list[dict[str, dict[str, Any]]]:
+def predict_paths_for_config(config: Any, probs: Any, threshold: float | None = None
+                             ) -> list[dict[str, dict[str, Any]]]:
     """:func:`predict_paths` with the model config's hierarchy, ``trained_nodes()`` and
-    ``absence_nodes``."""
+    ``absence_nodes``; ``threshold=None`` uses ``config.node_thresholds`` (per node, tuned on the
+    validation split) when the config has them, else 0.5. A float overrides every node."""
     hierarchy = config.get_hierarchy()
+    if threshold is None:
+        tuned = getattr(config, "node_thresholds", None)
+        threshold = 0.5 if tuned is None else np.asarray(tuned, dtype=np.float64)
     label2id = config.label2id
     return predict_paths(hierarchy, probs, threshold, trained=config.trained_nodes(),
                          absence=[label2id[name] for name in getattr(config, "absence_nodes", None) or ()])

@@ -19,8 +19,10 @@ rank a child above its parent. The written card says so (``UNCONSTRAINED_NOTE``)
 Written files, by timm's :func:`timm.models.save_for_hf`: ``config.json`` (``architecture``,
 ``num_classes``, ``num_features``, ``label_names``, ``model_args`` = the encoder kwargs without
 ``num_classes``, ``pretrained_cfg`` with the model's eval preprocessing, ``problem_type``),
-``model.safetensors`` (un-prefixed timm keys); and ``README.md``. Loadable by ``timm.create_model("local-dir:PATH", pretrained=True)`` and by
-``pipeline("image-classification", model=PATH)`` (TimmWrapper, no remote code).
+``model.safetensors`` (un-prefixed timm keys); and ``README.md``. Loadable by
+``timm.create_model("local-dir:PATH", pretrained=True)`` and by ``pipeline("image-classification",
+model=PATH)`` (TimmWrapper, no remote code). Fine-tuning writes it to ``OUTPUT_DIR/widget``, a
+repository of its own (``--hub_widget_model_id``): the widget reads a repository's root only.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def stacked_linear_heads(model: nn.Module) -> tuple[Tensor, Tensor]:
 
     Returns:
         ``weight (num_nodes, num_features)`` and ``bias (num_nodes,)`` in float32, such that
-        ``features @ weight.T + bias`` equals the model's raw logits in eval mode.
+        ``features @ weight.T + bias`` equals the model's raw logits in eval mode (divided by the
+        head temperatures of a calibrated model, ``config.head_temperatures``, as the model does).
     """
     members = getattr(model.config, "ensemble_size", 1)
     if members > 1:
@@ -78,7 +81,15 @@ def stacked_linear_heads(model: nn.Module) -> tuple[Tensor, Tensor]:
         w = fc.weight.double() * scale  # (nodes, F)
         weights.append(w)
         biases.append(fc.bias.double() - w @ norm.running_mean.double())
-    return torch.cat(weights).float(), torch.cat(biases).float()
+    weight, bias = torch.cat(weights), torch.cat(biases)
+    temperatures = getattr(model.config, "head_temperatures", None)
+    if temperatures:  # calibrated: the model divides each head's logits by its temperature, a linear map too
+        sizes = [len(h.nodes) for h in model.config.get_hierarchy().heads]
+        per_node = torch.repeat_interleave(
+            torch.tensor([float(temperatures[n]) for n in model.heads.head_names], dtype=torch.float64),
+            torch.tensor(sizes))
+        weight, bias = weight / per_node[:, None], bias / per_node
+    return weight.float(), bias.float()
 
 
 def classifier_name(timm_model: nn.Module) -> str:
@@ -145,7 +156,8 @@ def default_card(config: dict[str, Any]) -> str:
     )
 
 
-def export_for_widget(model: nn.Module, save_directory: str | Path, card_text: str | None = None) -> Path:
+def export_for_widget(model: nn.Module, save_directory: str | Path, card_text: str | None = None,
+                      timm_model: nn.Module | None = None) -> Path:
     """Write the flat timm export of ``model`` to ``save_directory`` (see the module docstring).
 
     Args:
@@ -153,13 +165,15 @@ def export_for_widget(model: nn.Module, save_directory: str | Path, card_text: s
         save_directory: output folder (created).
         card_text: README.md content; must mention that scores are unconstrained. Defaults to
             :func:`default_card`.
+        timm_model: the :func:`build_timm_classifier` of ``model`` when already built (e.g. to
+            evaluate it first); built here otherwise.
 
     Returns:
         the folder.
     """
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
-    config = write_timm_folder(model, build_timm_classifier(model), out)
+    config = write_timm_folder(model, build_timm_classifier(model) if timm_model is None else timm_model, out)
     text = default_card(config) if card_text is None else card_text
     if "unconstrained" not in text.lower():
         raise ValueError("the widget card must say that its scores are unconstrained (see UNCONSTRAINED_NOTE)")

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from benthicnet_hf import Hierarchy
 from benthicnet_hf.data import build_dataset_with_report, format_label_support
-from benthicnet_hf.data.export import push_dataset_to_hub, save_parquet_shards
+from benthicnet_hf.data.export import dataset_card, push_dataset_to_hub, save_parquet_shards
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows, listing each in --report")
     p.add_argument("--report", help="skipped-rows report (JSON lines)")
     p.add_argument("--build-report", help="write the build report (label support, NaN label cells) as JSON")
+    p.add_argument("--num-proc", type=int, help="processes that read, verify and embed the images (default: one)")
     p.add_argument("--save-to-disk")
     p.add_argument("--parquet-dir")
     p.add_argument("--overwrite", action="store_true", help="replace the shards already in --parquet-dir")
@@ -74,16 +76,20 @@ def main(argv: list[str] | None = None) -> None:
         config["exhaustive"] = {head: False for head in a.non_exhaustive}
     hierarchy = Hierarchy.from_json(a.hierarchy) if a.hierarchy else None
     ds, report = build_dataset_with_report(a.table, a.image_root, hierarchy=hierarchy, cache_dir=a.cache_dir,
-                                           **config)
+                                           num_proc=a.num_proc, **config)
     print(ds)
     print(format_label_support(report["label_support"]))
     if a.build_report:
         with open(a.build_report, "w") as f:
             json.dump(report, f, indent=1)
+    # each local copy carries the dataset card (README.md) that push_dataset_to_hub uploads with the shards
+    card_name = a.push_to_hub or Path(a.parquet_dir or a.save_to_disk or "dataset").name
     if a.save_to_disk:
         ds.save_to_disk(a.save_to_disk)
+        dataset_card(ds, card_name).save(str(Path(a.save_to_disk) / "README.md"))
     if a.parquet_dir:
         save_parquet_shards(ds, a.parquet_dir, a.rows_per_shard, overwrite=a.overwrite)
+        dataset_card(ds, card_name).save(str(Path(a.parquet_dir) / "README.md"))
     if a.push_to_hub:
         push_dataset_to_hub(ds, a.push_to_hub, max_rows_per_shard=a.rows_per_shard)
 

@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {head:<10} (no training labels: not predicted)")
             continue
         print(f"  {head:<10} {rows[0][f'{head}_deepest'] or '-'}  ({rows[0][f'{head}_score'] or '-'})")
-    print(f"\ndone in {time.time() - start:.0f} s. Model: {final}  (push with --push_to_hub --hub_model_id ORG/NAME)")
+    print(f"\ndone in {time.time() - start:.0f} s. Model: {final}; widget export: {run_dir / 'widget'}  (push with "
+          "--push_to_hub --hub_model_id ORG/NAME --hub_widget_model_id ORG/NAME-widget)")
+    print(f"see it in a browser: {shlex.join([*cli(), 'app', '--model', str(final)])}")
     return 0
 
 

@@ -271,7 +271,8 @@ def _tiny_problem(seed: int) -> tuple[Hierarchy, torch.Tensor, torch.Tensor, tor
 
 def _gmm_model(hier: Hierarchy) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_contrastive_method("g_hmlc", TinyEncoder(), hier, proj_hidden_dim=32, proj_dim=16).train()
+    return build_contrastive_method("g_hmlc", TinyEncoder(), hier, proj_hidden_dim=32, proj_dim=16,
+                                    gmm_fit="batch_fisher").train()
 
 
 def _refit_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:

@@ -147,6 +147,30 @@ def test_skip_bad_report_and_encoded_rows(tricky):
     assert rows["s1/rgb.png"]["latitude"] == pytest.approx(44.5)
 
 
+def test_num_proc_builds_the_same_rows_and_report(tricky):
+    """Two processes (one 2-row shard at a time) give the rows, order, bytes and skipped report of one."""
+    table = _table(tricky)
+    built, reports = {}, {}
+    for n in (1, 2):
+        reports[n] = tricky / f"skipped{n}.jsonl"
+        built[n] = build_dataset(table, tricky / "img", cache_dir=tricky / f"c{n}", skip_bad=True,
+                                 report_path=str(reports[n]), rows_per_source_shard=2, num_proc=n)["train"]
+    one, two = built[1], built[2]
+    # the work really went to two processes: one Arrow file per process
+    assert [len(list((tricky / f"c{n}").rglob("*-train*.arrow"))) for n in (1, 2)] == [1, 2]
+    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+    kept = [p for i, p in enumerate(frame["image"]) if i + 1 not in (5, 6, 7, 8)]  # the test table's bad rows
+    assert two["image_path"] == one["image_path"] == kept
+    for a, b in zip(one, two):
+        assert a["image"].tobytes() == b["image"].tobytes()
+        for head in CATAMI.head_names:
+            assert a[f"{head}_target"] == b[f"{head}_target"] and a[f"{head}_mask"] == b[f"{head}_mask"]
+    lines = [reports[n].read_text().splitlines() for n in (1, 2)]
+    assert lines[0] == lines[1]
+    assert [(json.loads(x)["row"], json.loads(x)["stage"]) for x in lines[1]] == [
+        (5, "table"), (6, "image"), (7, "image"), (8, "table")]
+
+
 def test_grouped_split_never_leaks(tmp_path):
     from benthicnet_hf.data.demo import make_demo_dataset
     table = make_demo_dataset(tmp_path / "demo", num_images=160, image_size=32, seed=1)

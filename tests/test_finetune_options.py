@@ -53,8 +53,8 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ prior biases
-@pytest.mark.parametrize("hidden", [0, 8])
-def test_prior_bias_makes_the_untrained_model_predict_the_prior(hidden: int) -> None:
+@pytest.mark.parametrize("hidden,output_type", [(0, "mcm"), (8, "mcm"), (0, "flat_baseline")])
+def test_prior_bias_makes_the_untrained_model_predict_the_prior(hidden: int, output_type: str) -> None:
     hierarchy = Hierarchy.catami().subset(["substrate", "colour"])
     n = hierarchy.num_nodes
     rng = np.random.default_rng(0)
@@ -64,7 +64,8 @@ def test_prior_bias_makes_the_untrained_model_predict_the_prior(hidden: int) -> 
     m[:, 1] = 0  # never known: the small default prior
     torch.manual_seed(0)
     model = BenthicNetForHierarchicalClassification(BenthicNetConfig(
-        encoder_name="test_resnet", hierarchy=hierarchy.to_list(), head_hidden_dim=hidden, image_size=32)).eval()
+        encoder_name="test_resnet", hierarchy=hierarchy.to_list(), head_hidden_dim=hidden, image_size=32,
+        output_type=output_type)).eval()
     init_head_biases(model, y, m, how="prior")
     expected = brute_force_prior(y, m)
     assert expected[0] == 1 - 1e-4 and expected[1] == 1e-2
@@ -89,6 +90,10 @@ def test_prior_bias_makes_the_untrained_model_predict_the_prior(hidden: int) -> 
     with pytest.raises(ValueError, match="--init_head_bias"):
         init_head_biases(model, y, m, how="uniform")
     assert np.allclose(known_bit_priors(y, m), expected)
+    softmax_model = BenthicNetForHierarchicalClassification(BenthicNetConfig(
+        encoder_name="test_resnet", hierarchy=hierarchy.to_list(), head_hidden_dim=hidden, image_size=32,
+        output_type="hsoftmax"))
+    assert init_head_biases(softmax_model, y, m, how="prior") is None  # not a per-node sigmoid: left alone
 
 
 # ----------------------------------------------------------------------------- LP-ROS

@@ -26,18 +26,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "benthicnet_hf"
 #: Lowest first. A key is the first name under ``benthicnet_hf`` (module or subpackage);
 #: ``""`` is the top-level ``__init__``. Imports within one layer are free (cycles still fail).
 LAYERS: list[tuple[str, set[str]]] = [
-    ("taxonomy", {"taxonomy", "hierarchy", "catami"}),
+    ("taxonomy", {"taxonomy", "hierarchy", "catami", "aphia"}),  # aphia: shipped node → WoRMS id table
     ("labels", {"labels"}),
-    ("objectives", {"constraint", "losses", "rare_nodes"}),
+    ("objectives", {"constraint", "losses", "rare_nodes", "embeddings"}),
     ("metrics", {"metrics", "evaluate_modules"}),
     # output_types read the output-type names from the config; the model loads them by name
     ("model", {"configuration_benthicnet", "output_types", "classifier_heads", "encoder", "image_processing",
                "pipeline_benthicnet", "modeling_benthicnet", "checkpoint_io", "checkpoint_match", "conversion",
-               "prediction", "widget_export"}),
+               "prediction", "widget_export", "calibration"}),
     ("data", {"data"}),
-    ("publishing", {"hub"}),  # model cards and pushes; the training loops publish through it
+    ("publishing", {"hub", "plots"}),  # model cards, their figures and pushes; the training loops publish through them
     ("training", {"training", "ssl", "contrastive"}),
-    ("apps", {"cli", ""}),
+    ("apps", {"cli", "app", ""}),
     ("experiments", {"experiments"}),
 ]
 #: Deprecated paths kept for one release: thin aliases of the new modules, outside the layers.

@@ -18,7 +18,6 @@ HIER = Hierarchy((TREE, COLOUR))
 K = {k: i for i, k in enumerate(TREE.nodes)}
 PARENT = np.array([ps[0] if ps else -1 for ps in TREE.parents])
 DEPTH = np.asarray(TREE.depth)
-SINGLE_PATH = ("per_level", "masked_per_level", "marginalisation", "hsoftmax")
 
 
 def path(key: str) -> list[int]:
@@ -91,29 +90,40 @@ def test_marginalisation_sums_leaves(logits: torch.Tensor) -> None:
             np.testing.assert_allclose(p[:, list(kids)].sum(1), p[:, node], rtol=1e-10)
 
 
-def test_per_level_is_min_of_level_softmax_along_path(logits: torch.Tensor) -> None:
+def test_per_level_scales_each_sibling_group_under_its_parent(logits: torch.Tensor) -> None:
+    logits = logits * 3  # confident logits: children above their parent happen
     p = build_output_type("per_level", TREE).probabilities(logits).numpy()
     x = logits.numpy()
+    scaled = 0
     for b in range(x.shape[0]):
         q = np.zeros(len(TREE.nodes))
         for d in set(DEPTH.tolist()):
             q[DEPTH == d] = np_softmax(x[b, DEPTH == d])
-        for node in range(len(TREE.nodes)):
-            assert p[b, node] == pytest.approx(min(q[a] for a in TREE.ancestors[node]), rel=1e-10)
+        expected = np.zeros(len(TREE.nodes))
+        for node in sorted(range(len(TREE.nodes)), key=lambda j: DEPTH[j]):  # parents first
+            if PARENT[node] < 0:
+                expected[node] = q[node]
+                continue
+            best = max(q[k] for k in np.flatnonzero(PARENT == PARENT[node]))
+            expected[node] = q[node] * min(1.0, expected[PARENT[node]] / best)
+            scaled += best > expected[PARENT[node]]
+            if best <= expected[PARENT[node]]:  # nothing above the parent: min of q along the path
+                assert expected[node] == pytest.approx(min(q[a] for a in TREE.ancestors[node]), rel=1e-10)
+        np.testing.assert_allclose(p[b], expected, rtol=1e-10)
+    assert scaled > 0  # the scaled branch ran
 
 
-def test_masked_per_level_restricts_to_children_of_prediction(logits: torch.Tensor) -> None:
-    p = build_output_type("masked_per_level", TREE).probabilities(logits).numpy()
-    x = logits.numpy()
-    for b in range(x.shape[0]):
-        q = np.zeros(len(TREE.nodes))
-        allowed = np.flatnonzero(PARENT < 0)
-        while len(allowed):
-            q[allowed] = np_softmax(x[b, allowed])
-            chosen = allowed[np.argmax(x[b, allowed])]
-            allowed = np.flatnonzero(PARENT == chosen)
-        for node in range(len(TREE.nodes)):
-            assert p[b, node] == pytest.approx(min(q[a] for a in TREE.ancestors[node]), abs=1e-12)
+def test_per_level_greedy_follows_the_level_softmax_without_ties() -> None:
+    from benthicnet_hf.hierarchy import Hierarchy
+    from benthicnet_hf.output_types.single_path import SinglePathIndex
+
+    head = Hierarchy.catami().subset(("substrate",)).heads[0]
+    idx = SinglePathIndex(head, "decode")
+    x = torch.randn(3000, len(head.nodes), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    h = build_output_type("per_level", head)
+    # within a sibling group q orders like the logits; min along the path flipped ~4 % of these rows
+    assert torch.equal(idx.greedy_path(h.probabilities(x)), idx.greedy_path(x))
+    assert not torch.equal(idx.greedy_path(idx.min_over_ancestors(h.level_log_probs(x).exp())), idx.greedy_path(x))
 
 
 ROWS = ["A > A1 > A1b", "A > A1", "B > B1", None, "A > A2", "A"]
@@ -122,7 +132,7 @@ ROWS = ["A > A1 > A1b", "A > A1", "B > B1", None, "A > A2", "A"]
 def test_level_losses_match_formulas(logits: torch.Tensor) -> None:
     t, m = encode(ROWS)
     x = logits.numpy()
-    for output_type in SINGLE_PATH:
+    for output_type in ("per_level", "marginalisation", "hsoftmax"):  # masked: tests/test_masked_per_level.py
         h = build_output_type(output_type, TREE)
         got = h.loss(logits, t.double(), m.double()).numpy()
         probs = h.probabilities(logits).numpy()
@@ -131,7 +141,7 @@ def test_level_losses_match_formulas(logits: torch.Tensor) -> None:
                 assert got[b] == 0
                 continue
             nodes = path(key)
-            if output_type in ("per_level", "masked_per_level"):
+            if output_type == "per_level":
                 expected = -sum(np.log(np_softmax(x[b, DEPTH == DEPTH[n]])[np.flatnonzero(DEPTH == DEPTH[n]).tolist().index(n)])
                                 for n in nodes)
             elif output_type == "marginalisation":
@@ -216,7 +226,7 @@ def test_level_scores_match_sklearn() -> None:
             assert got[f"level{d}/f1_{avg}"] == pytest.approx(f)
 
 
-@pytest.mark.parametrize("output_type", ["hsoftmax", "marginalisation"])
+@pytest.mark.parametrize("output_type", ["hsoftmax", "marginalisation", "flat_baseline"])
 def test_model_config_head_type_round_trip(output_type: str, tmp_path) -> None:
     from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
     from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
@@ -370,3 +380,56 @@ def test_training_forward_shares_one_max_constraint_without_changing_values(
     reps = ensemble_size
     expected = crit(flat.float(), t.float().repeat(reps, 1), m.float().repeat(reps, 1))
     assert torch.equal(with_labels.loss, expected.loss)
+
+
+# ----------------------------------------------- "flat_baseline": the study's hierarchy-agnostic row
+def test_flat_baseline_loss_is_weighted_multilabel_soft_margin() -> None:
+    x = torch.randn(6, len(TREE.nodes), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    t, _ = encode(["A > A1 > A1b", "A > A1 > A1a", "B > B1", "A > A2", "A > A1 > A1b", "B > B1"])
+    t = t.double()
+    w = torch.rand(len(TREE.nodes), generator=torch.Generator().manual_seed(6), dtype=torch.float64) + 0.2
+    h = build_output_type("flat_baseline", TREE)
+    # fully known rows: the authors' loss, torch.nn.MultiLabelSoftMarginLoss with per-class weight
+    ref = torch.nn.MultiLabelSoftMarginLoss(weight=w, reduction="none")(x, t)
+    torch.testing.assert_close(h.loss(x, t, torch.ones_like(t), node_weights=w), ref)
+    # partial rows: mean over the known bits only, of the formula written out
+    m = (torch.rand(t.shape, generator=torch.Generator().manual_seed(7)) < 0.6).double()
+    m[0] = 0
+    p = 1 / (1 + np.exp(-x.numpy()))
+    bce = -(t.numpy() * np.log(p) + (1 - t.numpy()) * np.log(1 - p)) * w.numpy()
+    expected = [(bce[b] * m[b].numpy()).sum() / max(m[b].sum().item(), 1) for b in range(6)]
+    np.testing.assert_allclose(h.loss(x, t, m, node_weights=w).numpy(), expected, rtol=1e-10)
+    assert h.labelled(t, m).tolist() == [False] + [bool(r.any()) for r in m[1:]]
+
+
+def test_flat_baseline_is_coherent_only_at_decoding(logits: torch.Tensor) -> None:
+    h = build_output_type("flat_baseline", TREE)
+    raw = h.raw_probabilities(logits).numpy()
+    np.testing.assert_allclose(raw, torch.sigmoid(logits).numpy())
+    child = PARENT >= 0
+    assert (raw[:, child] > raw[:, PARENT[child]]).any()  # the training-time scores are not coherent
+    p = h.probabilities(logits).numpy()
+    for node in range(len(TREE.nodes)):  # decoding: max of the sigmoids over the node's subtree
+        np.testing.assert_allclose(p[:, node], raw[:, sorted(TREE.descendants[node])].max(1), rtol=1e-12)
+
+
+def test_inverse_frequency_weights_and_random_scores_at_the_prior() -> None:
+    from sklearn.metrics import average_precision_score
+
+    from benthicnet_hf.output_types import inverse_frequency_weights
+
+    rng = np.random.default_rng(8)
+    keys = ["A > A1 > A1a", "A > A1 > A1b", "A > A2", "B > B1"]
+    t, m = encode([keys[i] for i in rng.choice(4, size=4000, p=[0.5, 0.3, 0.15, 0.05])])
+    m[:100, K["B"]] = 0
+    counts = ((t.numpy() > 0.5) & (m.numpy() > 0.5)).sum(0)
+    inv = 1.0 / counts
+    np.testing.assert_allclose(inverse_frequency_weights(t, m).numpy(), inv / inv.mean(), rtol=1e-6)
+    assert torch.isfinite(inverse_frequency_weights(torch.zeros(3, 4))).all()
+    with pytest.raises(ValueError, match="mask shape"):
+        inverse_frequency_weights(t, m[:, :3])
+    x = torch.randn(t.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    p = build_output_type("flat_baseline", TREE).probabilities(x).numpy()
+    y = t.numpy() > 0.5
+    for j in range(len(TREE.nodes)):  # uninformative scores: AP = prevalence
+        assert average_precision_score(y[:, j], p[:, j]) == pytest.approx(y[:, j].mean(), abs=0.03)

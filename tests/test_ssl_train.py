@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,7 +190,8 @@ def test_two_process_cpu_run(image_dir, tmp_path):
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
     cmd = launcher + [str(REPO / "train_scripts" / "pretrain.py"),
                       *_args(image_dir, out, "barlow_twins", ["--max_steps", "2", "--checkpointing_steps", "2",
-                                                              "--push_to_hub", "--hub_model_id", "org/bt"])]
+                                                              "--push_to_hub", "--hub_model_id", "org/bt",
+                                                              "--sync_bn"])]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=170)
     assert proc.returncode != 0
     # no traceback from the training processes (the launcher still reports the failed child)
@@ -202,6 +204,9 @@ def test_two_process_cpu_run(image_dir, tmp_path):
         "README.md", "config.json", "encoder_config.json", "model.safetensors"]
     cfg = json.loads((out / "encoder_config.json").read_text())
     assert cfg["global_batch_size"] == 8  # world size 2, not two independent world-size-1 copies
+    # --sync_bn reached the pre-training loop: the projector's BatchNorm layers became synchronised ones
+    synced = re.findall(r"--sync_bn: (\d+) BatchNorm layers synchronised over 2 processes", proc.stderr)
+    assert synced and int(synced[0]) >= 2, proc.stderr[-3000:]
     assert (out / "checkpoints" / "step_00000002" / "trainer_state_1.json").is_file()
     assert read_process_state(out / "checkpoints" / "step_00000002", 1)["completed_steps"] == 2
 

@@ -37,6 +37,9 @@ class ContrastiveArguments:
     weight_decay: float = 1e-4
     temperature: float = 0.1
     proj_dim: int = 128
+    gmm_fit: str = field(default="per_vector", metadata=_help(
+        "g_hmlc masks: per_vector (a 1-D mixture over each embedding's entries, the paper's reading) | "
+        "batch_fisher (shared masks from a mixture over dimensions, label Fisher scores)"))
     crop_scale: list[float] = field(default_factory=lambda: [0.1, 1.0], metadata=_help(
         "random resized crop area range: MIN MAX"))
     cache_dir: Optional[str] = None
@@ -58,6 +61,8 @@ class ContrastiveArguments:
         self.method = self.method.lower().replace("-", "_")
         if self.method not in CONTRASTIVE_METHODS:
             raise ValueError(f"--method must be one of {sorted(CONTRASTIVE_METHODS)}, got {self.method!r}")
+        if self.gmm_fit not in ("per_vector", "batch_fisher"):
+            raise ValueError(f"--gmm_fit must be per_vector or batch_fisher, got {self.gmm_fit!r}")
         if len(self.crop_scale) != 2:
             raise ValueError(f"--crop_scale takes 2 numbers, got {self.crop_scale}")
         self.crop_scale = [float(v) for v in self.crop_scale]

@@ -1,26 +1,27 @@
 """Level-specific feature masks for hierarchical contrastive learning: G-HMLC and A-HMLC.
 
 Ott et al., "Feature Identification for Hierarchical Contrastive Learning", arXiv 2510.00837
-(no public code). Both methods give each hierarchy level ``h`` its own view of the embedding,
-``z_h = normalise(M_h ⊙ z)``, and apply that level's contrastive loss to ``z_h``
-(:func:`benthicnet_hf.contrastive.hmlc.hmlc_loss` with level-specific features):
+(no public code; we had its abstract and a summary, not the full text). Both methods give each
+hierarchy level ``h`` its own view of the embedding, ``z_h = normalise(M_h ⊙ z)``, and apply that
+level's contrastive loss to ``z_h`` (:func:`benthicnet_hf.contrastive.hmlc.hmlc_loss` with
+level-specific features):
 
-- **G-HMLC** (hard masks): a Gaussian mixture with one component per hierarchy level, fitted over
-  the embedding **dimensions**; the dimensions of component ``h`` form the binary mask ``M_h``.
+- **G-HMLC** (hard masks): "a GMM is fitted on this embedding vector to generate a mask for each
+  hierarchy level", with as many components as levels. Default (``fit="per_vector"``, the
+  literal reading): every embedding vector's ``D`` entries are the samples of a 1-D mixture with
+  ``levels`` components (:func:`.mixture.fit_row_mixtures`, batched EM); entry ``j`` belongs to
+  ``M_h`` when its most responsible component is level ``h``'s. Components are given to levels by
+  their mean, highest mean → coarsest level (the paper reports robustness to the level order).
+  No labels enter the masks; they change with every sample and step, no state is kept.
+- ``fit="batch_fisher"`` (our earlier, label-informed reading, kept as an option): one mixture
+  over the embedding *dimensions* of a batch, each dimension described by its per-level Fisher
+  scores (between-class over within-class variance for that level's labels, ``log1p``, normalised
+  to sum to 1 over levels), components matched to levels by maximum mean score (Hungarian); a
+  level whose component is empty gets its top ``D / levels`` dimensions; refitted on detached
+  embeddings every ``refit_every`` steps. Fisher scores use only samples whose label is known.
 - **A-HMLC** (soft masks): one attention head per level, ``M_h(z) = σ(W_h z + b_h) ∈ (0, 1)^D``,
-  trained jointly with the encoder.
-
-What we could not check against the paper's text (only its abstract and summaries were available
-offline) and chose ourselves, documented so it can be revisited:
-
-- each dimension is described for the mixture by its per-level Fisher scores (between-class over
-  within-class variance of that dimension for the level's labels), ``log1p`` and normalised to sum
-  to 1 over levels (the dimension's share per level), a ``(D, levels)`` matrix; components are matched to levels by maximum mean score (Hungarian
-  assignment); a level whose component is empty gets its top ``D / levels`` dimensions;
-- masks are refitted on detached embeddings every ``refit_every`` steps;
-- the attention gate is a sigmoid per dimension (not a softmax over dimensions).
-
-Missing labels: Fisher scores of a level use only samples whose label at that level is known.
+  trained jointly with the encoder (the sigmoid gate per dimension, rather than a softmax over
+  dimensions, is our reading).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .mixture import fit_row_mixtures
+
+GMM_FITS = ("per_vector", "batch_fisher")
 
 
 def fisher_scores(embeddings: Tensor, level_labels: Tensor, eps: float = 1e-8) -> Tensor:
@@ -82,18 +87,44 @@ def gmm_feature_masks(embeddings: Tensor, level_labels: Tensor, seed: int = 0) -
     return torch.as_tensor(masks, device=embeddings.device)
 
 
+def vector_gmm_masks(z: Tensor, num_levels: int, iters: int = 20) -> Tensor:
+    """``(..., D)`` → ``(..., levels, D)`` bool hard masks from a 1-D mixture over each vector's entries.
+
+    Component ``k`` (sorted by mean, highest first) is level ``k``'s: ``M_k[j] = 1`` when entry
+    ``j`` is most responsible to it. A level whose component wins no entry has an empty mask.
+    """
+    flat = z.detach().reshape(-1, z.shape[-1])
+    resp, _, means, _ = fit_row_mixtures(flat, num_levels, iters)
+    rank = torch.argsort(torch.argsort(means, dim=1, descending=True), dim=1)  # component → level
+    level_of_entry = rank.gather(1, resp.argmax(-1))  # (rows, D)
+    levels = torch.arange(num_levels, device=z.device)
+    masks = level_of_entry.unsqueeze(1) == levels[None, :, None]  # (rows, levels, D)
+    return masks.reshape(*z.shape[:-1], num_levels, z.shape[-1])
+
+
 class GaussianMixtureFeatureMasks(nn.Module):
     """G-HMLC hard masks: ``(batch, views, D)`` → ``(batch, views, levels, D)`` masked, normalised.
 
-    Masks start all-ones and are refitted by :meth:`refit` (the pre-training method calls it every
-    ``refit_every`` steps on detached embeddings of the batch).
+    ``fit="per_vector"`` (default): masks of every vector from its own mixture
+    (:func:`vector_gmm_masks`). ``fit="batch_fisher"``: shared masks, all-ones until the first
+    :meth:`refit` (the pre-training method calls it every ``refit_every`` steps on detached
+    embeddings of the batch).
     """
 
-    def __init__(self, dim: int, num_levels: int, refit_every: int = 50, seed: int = 0) -> None:
+    def __init__(self, dim: int, num_levels: int, refit_every: int = 50, seed: int = 0,
+                 fit: str = "per_vector", em_iters: int = 20) -> None:
         super().__init__()
+        if fit not in GMM_FITS:
+            raise ValueError(f"fit must be one of {GMM_FITS}, got {fit!r}")
+        self.num_levels, self.fit, self.em_iters = num_levels, fit, em_iters
         self.refit_every, self.seed = refit_every, seed
         self.register_buffer("masks", torch.ones(num_levels, dim, dtype=torch.bool))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def refits_on_batches(self) -> bool:
+        """True for ``batch_fisher``: the caller must feed :meth:`maybe_refit` labelled batches."""
+        return self.fit == "batch_fisher"
 
     @torch.no_grad()
     def refit(self, embeddings: Tensor, level_labels: Tensor) -> None:
@@ -105,8 +136,14 @@ class GaussianMixtureFeatureMasks(nn.Module):
             self.refit(embeddings, level_labels)
         self.steps += int(self.training)
 
+    def level_masks(self, z: Tensor) -> Tensor:
+        """``(..., D)`` → ``(..., levels, D)`` hard masks (0/1 in ``z``'s dtype)."""
+        if self.fit == "per_vector":
+            return vector_gmm_masks(z, self.num_levels, self.em_iters).to(z.dtype)
+        return self.masks.to(z.dtype).expand(*z.shape[:-1], *self.masks.shape)
+
     def forward(self, z: Tensor) -> Tensor:
-        return F.normalize(z.unsqueeze(2) * self.masks.to(z.dtype), dim=-1)
+        return F.normalize(z.unsqueeze(-2) * self.level_masks(z), dim=-1)
 
 
 class AttentionFeatureMasks(nn.Module):

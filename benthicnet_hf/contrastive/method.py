@@ -62,6 +62,9 @@ class HierarchicalContrastive(nn.Module):
         temperature: ``τ`` (authors' default 0.1 in their training script).
         on_multi: ``"unknown"`` (default) or ``"error"`` for rows with two labels at one depth.
         image_size, encoder_kwargs: passed to the timm encoder.
+        gmm_refit_every, gmm_fit: G-HMLC mixture options (:class:`.feature_masks.GaussianMixtureFeatureMasks`):
+            ``"per_vector"`` (default, a mixture over each embedding vector's entries) or
+            ``"batch_fisher"`` (shared masks refitted every ``gmm_refit_every`` steps).
     """
 
     default_optimizer = {"name": "sgd", "lr": 0.1, "weight_decay": 1e-4}
@@ -69,7 +72,8 @@ class HierarchicalContrastive(nn.Module):
     def __init__(self, method: str, encoder: str | nn.Module, hierarchy: Hierarchy, *,
                  heads: Sequence[str] | None = None, proj_hidden_dim: int = 2048, proj_dim: int = 128,
                  temperature: float = 0.1, on_multi: str = "unknown", image_size: int | None = None,
-                 encoder_kwargs: dict[str, Any] | None = None, gmm_refit_every: int = 50) -> None:
+                 encoder_kwargs: dict[str, Any] | None = None, gmm_refit_every: int = 50,
+                 gmm_fit: str = "per_vector") -> None:
         super().__init__()
         if method not in CONTRASTIVE_METHODS:
             raise ValueError(f"unknown hierarchical contrastive method {method!r}; choose one of {sorted(CONTRASTIVE_METHODS)}")
@@ -93,7 +97,7 @@ class HierarchicalContrastive(nn.Module):
         masks: dict[str, nn.Module] = {}
         for name, lab in zip(names, self.labellers):
             if mask_kind == "gmm":
-                masks[name] = GaussianMixtureFeatureMasks(proj_dim, lab.num_levels, gmm_refit_every)
+                masks[name] = GaussianMixtureFeatureMasks(proj_dim, lab.num_levels, gmm_refit_every, fit=gmm_fit)
             elif mask_kind == "attention":
                 masks[name] = AttentionFeatureMasks(proj_dim, lab.num_levels)
         self.feature_masks = nn.ModuleDict(masks)
@@ -110,7 +114,7 @@ class HierarchicalContrastive(nn.Module):
         for name, labeller in zip(self.head_names, self.labellers):
             ids = labeller(labels, label_mask)
             masker = self.feature_masks[name] if name in self.feature_masks else None
-            if isinstance(masker, GaussianMixtureFeatureMasks) and self.training:
+            if isinstance(masker, GaussianMixtureFeatureMasks) and masker.refits_on_batches and self.training:
                 # refit on the global batch, before any rank-dependent branch: every process then
                 # takes part in the gather and fits the same masks
                 emb, lab = z.detach().flatten(0, 1), ids.repeat_interleave(2, dim=0)

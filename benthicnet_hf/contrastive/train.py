@@ -9,9 +9,9 @@ so the fine-tuning script loads it like any SSL encoder.
 
 Runs under ``accelerate launch`` on 1..N processes: each process reads its shard of a per-epoch
 permutation (:class:`benthicnet_hf.ssl.data.ResumableShardSampler`), gradients are averaged
-(DDP), each process contrasts within its own batch (as the authors' code does per GPU), and the
-G-HMLC mixture is refitted on the batch gathered from all processes, so every process holds the same
-masks. The run infrastructure is the shared one of :mod:`benthicnet_hf.training` (output-folder
+(DDP), each process contrasts within its own batch (as the authors' code does per GPU), and with
+``--gmm_fit batch_fisher`` the G-HMLC mixture is refitted on the batch gathered from all processes,
+so every process holds the same masks (the default per-vector masks need no exchange). The run infrastructure is the shared one of :mod:`benthicnet_hf.training` (output-folder
 rules, atomic ``checkpoints/step_00000000``, exact resume, logging): a run resumed from a
 checkpoint ends with the same weights as the uninterrupted run (the data order is a function of
 ``(seed, epoch)``, and accelerate restores the RNG states the augmentations draw from).
@@ -100,7 +100,8 @@ def run_labelled_pretraining(dataset: Any, hierarchy: Hierarchy, args: Contrasti
     rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(args.seed)  # the same initial weights on every process
     model = build_contrastive_method(args.method, args.encoder, hierarchy, heads=args.heads,
-                                     image_size=args.image_size, temperature=args.temperature, proj_dim=args.proj_dim)
+                                     image_size=args.image_size, temperature=args.temperature, proj_dim=args.proj_dim,
+                                     gmm_fit=args.gmm_fit)
     model = convert_sync_batchnorm(model, world, args.sync_bn, accelerator.device)  # before the optimizer and prepare
     two_views = TwoViewTransform(args.image_size, scale=tuple(args.crop_scale))
     data = dataset.with_transform(labelled_two_view_transform(hierarchy, two_views))

@@ -104,8 +104,12 @@ def _log_support(ds: datasets.DatasetDict, hierarchy: Hierarchy) -> dict[str, li
 
 def build_dataset_with_report(table: str | Path | pd.DataFrame, image_root: str | Path | None = None,
                               hierarchy: Hierarchy | None = None, cache_dir: str | Path | None = None,
+                              num_proc: int | None = None,
                               **config: Any) -> tuple[datasets.DatasetDict, dict[str, Any]]:
     """:func:`build_dataset` plus its build report.
+
+    ``num_proc`` processes read, verify and embed the images (``download_and_prepare(num_proc=...)``,
+    one shard of ``rows_per_source_shard`` rows at a time); the rows and their order do not depend on it.
 
     Returns:
         ``(dataset, report)``; ``report`` has ``nan_label_cells`` (DataFrame label column → NaN
@@ -133,7 +137,7 @@ def build_dataset_with_report(table: str | Path | pd.DataFrame, image_root: str 
         **config,
     )
     try:
-        builder.download_and_prepare()
+        builder.download_and_prepare(num_proc=num_proc)
     except DatasetGenerationError as err:
         # surface our own error (it names the row and file) instead of datasets' generic wrapper
         cause = err.__cause__
@@ -153,7 +157,7 @@ def build_dataset_with_report(table: str | Path | pd.DataFrame, image_root: str 
 
 def build_dataset(table: str | Path | pd.DataFrame, image_root: str | Path | None = None,
                   hierarchy: Hierarchy | None = None, cache_dir: str | Path | None = None,
-                  **config: Any) -> datasets.DatasetDict:
+                  num_proc: int | None = None, **config: Any) -> datasets.DatasetDict:
     """Build the dataset with :class:`BenthicNetDatasetBuilder` and return all its splits.
 
     Logs the label support of every split (:func:`label_support`); a DataFrame whose label columns
@@ -170,7 +174,7 @@ def build_dataset(table: str | Path | pd.DataFrame, image_root: str | Path | Non
         **config: any :class:`BenthicNetDatasetConfig` field (``columns``, ``skip_bad``,
             ``split_fractions``, ``group_by``, ``seed``, ``exhaustive``, ``source_exhaustive`` ...).
     """
-    return build_dataset_with_report(table, image_root, hierarchy, cache_dir, **config)[0]
+    return build_dataset_with_report(table, image_root, hierarchy, cache_dir, num_proc, **config)[0]
 
 
 __all__ = [

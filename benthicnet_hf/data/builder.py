@@ -84,6 +84,8 @@ class BenthicNetDatasetConfig(datasets.BuilderConfig):
         embed_images: store image bytes in the dataset (portable) rather than absolute paths.
         verify_images: decode each image once while building, so corrupt files fail here.
         table_fingerprint: anything that changes when the table changes (cache key).
+        rows_per_source_shard: rows per generator shard: the unit ``download_and_prepare(num_proc=N)``
+            hands to each of its N processes (a split of fewer shards uses fewer processes).
     """
 
     table: str | None = None
@@ -102,6 +104,7 @@ class BenthicNetDatasetConfig(datasets.BuilderConfig):
     embed_images: bool = True
     verify_images: bool = True
     table_fingerprint: str = ""
+    rows_per_source_shard: int = 1000
 
     def hierarchy(self) -> Hierarchy:
         return Hierarchy.from_json(self.hierarchy_json) if self.hierarchy_json else Hierarchy.catami()
@@ -186,12 +189,21 @@ class BenthicNetDatasetBuilder(datasets.GeneratorBasedBuilder):
         splits = assign_splits([groups[r] for r in keep], None if explicit is None else [explicit[r] for r in keep],
                                cfg.split_fractions or DEFAULT_FRACTIONS, cfg.seed)
         order = list(dict.fromkeys((cfg.split_fractions or DEFAULT_FRACTIONS).keys())) + sorted(set(splits))
+        if cfg.rows_per_source_shard < 1:
+            raise ValueError(f"rows_per_source_shard must be >= 1, got {cfg.rows_per_source_shard}")
         gens = []
         for name in dict.fromkeys(order):
             rows = keep[splits == name]
             if len(rows):
-                gens.append(datasets.SplitGenerator(name=name, gen_kwargs={"rows": rows.tolist()}))
+                # a list of tuples: datasets splits the list (never a tuple) between num_proc processes
+                shards = [tuple(rows[i:i + cfg.rows_per_source_shard].tolist())
+                          for i in range(0, len(rows), cfg.rows_per_source_shard)]
+                gens.append(datasets.SplitGenerator(name=name, gen_kwargs={"shards": shards}))
         return gens
+
+    def _download_and_prepare(self, dl_manager: Any, verification_mode: Any, **prepare_splits_kwargs: Any) -> None:
+        super()._download_and_prepare(dl_manager, verification_mode, **prepare_splits_kwargs)
+        self._sort_report()
 
     def _check_sources(self, sources: list[str], columns: TableColumns) -> None:
         """Every source named in ``source_exhaustive`` must occur in the table's dataset column."""
@@ -222,6 +234,7 @@ class BenthicNetDatasetBuilder(datasets.GeneratorBasedBuilder):
         return values
 
     def _write_report(self) -> None:
+        """Write the table-stage skipped rows (the image stage appends to the file, from any process)."""
         p = self._prepared
         if p.report_path is None:
             return
@@ -229,42 +242,62 @@ class BenthicNetDatasetBuilder(datasets.GeneratorBasedBuilder):
         with open(p.report_path, "w") as f:
             for item in sorted(p.skipped, key=lambda d: d["row"]):
                 f.write(json.dumps(item) + "\n")
-        if p.skipped:
-            logger.warning("skip_bad: %d row(s) skipped, listed in %s", len(p.skipped), p.report_path)
+
+    def _append_report(self, items: list[dict[str, Any]]) -> None:
+        # one O_APPEND write per shard: lines from num_proc processes never interleave mid-line
+        if items and self._prepared.report_path is not None:
+            with open(self._prepared.report_path, "a") as f:
+                f.write("".join(json.dumps(item) + "\n" for item in items))
+
+    def _sort_report(self) -> None:
+        """After all processes wrote: order the report by row and say how many rows it lists."""
+        path = getattr(getattr(self, "_prepared", None), "report_path", None)
+        if path is None or not path.exists():
+            return
+        items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        items.sort(key=lambda d: (d["row"], d["stage"]))
+        path.write_text("".join(json.dumps(item) + "\n" for item in items))
+        if items:
+            logger.warning("skip_bad: %d row(s) skipped, listed in %s", len(items), path)
 
     # -------------------------------------------------------------- images
-    def _generate_examples(self, rows: list[int]) -> Iterator[tuple[Key, dict[str, Any]]]:
-        p = self._prepared
+    def _generate_examples(self, shards: list[tuple[int, ...]]) -> Iterator[tuple[Key, dict[str, Any]]]:
+        """Rows of this process's shards; ``Key`` numbers shards within this call, as datasets counts them."""
         hierarchy = self.config.hierarchy()
         slices = [(h.name, hierarchy.head_slice(i)) for i, h in enumerate(hierarchy.heads)]
-        n_skipped = 0
-        for i, r in enumerate(rows):
-            rel = p.meta["image_path"][r]
-            path = Path(rel) if Path(rel).is_absolute() else p.image_root / rel
-            try:
-                if self.config.embed_images:
-                    image = {"bytes": read_image_bytes(path, row=r + 1, verify=self.config.verify_images),
-                             "path": rel}
-                else:
-                    if self.config.verify_images:
-                        read_image_bytes(path, row=r + 1, verify=True)
-                    elif not path.exists():
-                        raise ImageLoadError(f"row {r + 1}: image file {path} does not exist")
-                    image = {"bytes": None, "path": str(path.resolve())}
-            except ImageLoadError as err:
-                if not self.config.skip_bad:
-                    raise ImageLoadError(f"{self.config.table}: {err} ({ROW_CONVENTION})") from err
-                p.skipped.append({"row": r + 1, "image": rel, "stage": "image", "reason": str(err)})
-                n_skipped += 1
-                continue
-            example: dict[str, Any] = {"image": image}
-            for key in ("image_path", "dataset", "site", "latitude", "longitude", "date"):
-                example[key] = p.meta[key][r]
-            for name, sl in slices:
-                head_labels = p.labels.get(name)
-                example[f"{name}_labels"] = (head_labels[r] if head_labels else None) or []
-                example[f"{name}_target"] = p.targets[r, sl]
-                example[f"{name}_mask"] = p.mask[r, sl]
-            yield Key(0, i), example
-        if n_skipped:
-            self._write_report()
+        for shard_index, rows in enumerate(shards):
+            skipped: list[dict[str, Any]] = []
+            for i, r in enumerate(rows):
+                example = self._example(r, slices, skipped)
+                if example is not None:
+                    yield Key(shard_index, i), example
+            self._append_report(skipped)
+
+    def _example(self, r: int, slices: list[tuple[str, slice]], skipped: list[dict[str, Any]]) -> dict | None:
+        """Row ``r`` (0-based table row) as an example, or None when ``skip_bad`` leaves it out."""
+        p = self._prepared
+        rel = p.meta["image_path"][r]
+        path = Path(rel) if Path(rel).is_absolute() else p.image_root / rel
+        try:
+            if self.config.embed_images:
+                image = {"bytes": read_image_bytes(path, row=r + 1, verify=self.config.verify_images), "path": rel}
+            else:
+                if self.config.verify_images:
+                    read_image_bytes(path, row=r + 1, verify=True)
+                elif not path.exists():
+                    raise ImageLoadError(f"row {r + 1}: image file {path} does not exist")
+                image = {"bytes": None, "path": str(path.resolve())}
+        except ImageLoadError as err:
+            if not self.config.skip_bad:
+                raise ImageLoadError(f"{self.config.table}: {err} ({ROW_CONVENTION})") from err
+            skipped.append({"row": r + 1, "image": rel, "stage": "image", "reason": str(err)})
+            return None
+        example: dict[str, Any] = {"image": image}
+        for key in ("image_path", "dataset", "site", "latitude", "longitude", "date"):
+            example[key] = p.meta[key][r]
+        for name, sl in slices:
+            head_labels = p.labels.get(name)
+            example[f"{name}_labels"] = (head_labels[r] if head_labels else None) or []
+            example[f"{name}_target"] = p.targets[r, sl]
+            example[f"{name}_mask"] = p.mask[r, sl]
+        return example

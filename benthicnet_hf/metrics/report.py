@@ -21,6 +21,7 @@ head name. Metric names:
 ``exact_match`` / ``@d{d}``            all known bits (at depth d) right
 ``level{d}/...``                       per-depth micro/macro P/R/F1 (ETHEC-style)
 ``accuracy`` (one-hot heads)           top-1 accuracy where every labelled row has one positive
+``top1_macro_f1`` (one-hot heads)      sklearn's multiclass macro F1 of the arg-max decisions
 ``num_samples``                        samples with at least one known bit in the scope
 ``not_evaluable`` (heads)              1.0 when the head has no known positive or no known
                                        negative bit: all its figures are then NaN
@@ -71,14 +72,14 @@ from .ranking import (
     rank_in_rows,
     sorted_positives,
 )
-from .single_label import accuracy
+from .single_label import accuracy, top1_macro_f1
 
 __all__ = ["HEADLINE", "compute_metrics", "format_metrics_table", "head_evaluability", "prior_probabilities"]
 
 HEADLINE = (
     "hml_ap", "hml_f1", "singular_f1", "ap_micro", "ap_macro", "ap_micro_thresholded",
     "ap_macro_thresholded", "sample_ap", "f1_micro", "f1_macro", "precision_micro", "recall_micro",
-    "bit_f1", "exact_match", "accuracy", "num_samples", "num_heads", "not_evaluable",
+    "bit_f1", "exact_match", "accuracy", "top1_macro_f1", "num_samples", "num_heads", "not_evaluable",
 )
 PAPER_OVERALL = ("hml_ap", "hml_f1", "singular_precision", "singular_recall", "singular_f1")
 
@@ -299,6 +300,7 @@ def compute_metrics(
         labelled = head_known > 0
         if labelled.any() and (head_pos[labelled] == 1).all():  # one-hot head
             out[f"{name}/accuracy"] = accuracy(probs[:, cols], targets[:, cols], mask[:, cols])
+            out[f"{name}/top1_macro_f1"] = top1_macro_f1(probs[:, cols], targets[:, cols], mask[:, cols])
         if name in not_evaluable:
             out.update({k: float("nan") for k in out if k.startswith(f"{name}/")})
         out[f"{name}/not_evaluable"] = float(name in not_evaluable)

@@ -59,3 +59,27 @@ def accuracy(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = N
         return float("nan")
     scores = np.where(mask, probs, -np.inf)  # all rows at once: no copies of selected rows
     return float(np.mean((np.argmax(scores, axis=1) == np.argmax(pos, axis=1))[rows]))
+
+
+def top1_macro_f1(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Macro F1 of the arg-max decisions for one-hot rows (sklearn's multiclass ``f1_score(average="macro")``).
+
+    The arg-max is taken over known nodes; rows without exactly one known positive are left out.
+    Classes are those present among the targets or the decisions (sklearn's default ``labels``);
+    a class with no true and no predicted row is not averaged. Shapes ``(rows, classes)``.
+    """
+    probs = np.asarray(probs)
+    targets = np.asarray(targets, dtype=bool)
+    mask = np.ones_like(targets) if mask is None else np.asarray(mask, dtype=bool)
+    pos = targets & mask
+    rows = np.add.reduce(pos, axis=1, dtype=np.int64) == 1
+    if not rows.any():
+        return float("nan")
+    k = probs.shape[1]
+    true = np.argmax(pos[rows], axis=1)
+    pred = np.argmax(np.where(mask[rows], probs[rows], -np.inf), axis=1)
+    tp = np.bincount(true[true == pred], minlength=k)
+    n_true, n_pred = np.bincount(true, minlength=k), np.bincount(pred, minlength=k)
+    present = (n_true + n_pred) > 0
+    f1 = 2 * tp[present] / (n_true[present] + n_pred[present])  # 2TP / (2TP + FP + FN)
+    return float(f1.mean())

@@ -6,7 +6,8 @@ output type (``config.output_type``) turns each taxonomy's slice of them into pr
 child above its parent, and defines the loss that trains them. ``"mcm"`` (C-HMCNN max-constraint +
 MCLoss, the default; implemented once in :mod:`benthicnet_hf.constraint` / :mod:`benthicnet_hf.losses`)
 and the ETHEC variants of Dhall et al. 2020 (arXiv 2004.03459): ``"per_level"``,
-``"masked_per_level"``, ``"marginalisation"``, ``"hsoftmax"``. All keep the ``(batch, num_nodes)``
+``"masked_per_level"``, ``"marginalisation"``, ``"hsoftmax"``, and the study's hierarchy-agnostic
+baseline ``"flat_baseline"`` (per-node sigmoids, coherent only at decoding). All keep the ``(batch, num_nodes)``
 layout of logits and probabilities. The ETHEC types need single-path tree taxonomies (one label per
 level); flat taxonomies use sigmoid + masked BCE under every type.
 
@@ -17,6 +18,7 @@ name added to ``OUTPUT_TYPE_NAMES`` and its class to :data:`OUTPUT_TYPES`.
 
 from .base import OutputType
 from .criterion import OutputTypeCriterion
+from .flat_baseline import FlatBaselineOutputType, inverse_frequency_weights
 from .hierarchical_softmax import HierarchicalSoftmaxOutputType
 from .marginalisation import MarginalisationOutputType
 from .mcm import FlatSigmoidOutputType, MCMOutputType
@@ -37,6 +39,8 @@ __all__ = [
     "OutputTypeCriterion",
     "MCMOutputType",
     "FlatSigmoidOutputType",
+    "FlatBaselineOutputType",
+    "inverse_frequency_weights",
     "PerLevelOutputType",
     "MaskedPerLevelOutputType",
     "MarginalisationOutputType",

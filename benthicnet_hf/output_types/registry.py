@@ -10,7 +10,9 @@ from __future__ import annotations
 from ..configuration_benthicnet import OUTPUT_TYPE_NAMES
 from ..hierarchy import Taxonomy
 from .base import OutputType
+from .flat_baseline import FlatBaselineOutputType
 from .hierarchical_softmax import HierarchicalSoftmaxOutputType
+from .joint_embedding import JointEmbeddingOutputType
 from .marginalisation import MarginalisationOutputType
 from .mcm import FlatSigmoidOutputType, MCMOutputType
 from .per_level import MaskedPerLevelOutputType, PerLevelOutputType
@@ -18,7 +20,7 @@ from .per_level import MaskedPerLevelOutputType, PerLevelOutputType
 OUTPUT_TYPES: dict[str, type[OutputType]] = {
     cls.name: cls
     for cls in (MCMOutputType, PerLevelOutputType, MaskedPerLevelOutputType, MarginalisationOutputType,
-                HierarchicalSoftmaxOutputType)
+                HierarchicalSoftmaxOutputType, FlatBaselineOutputType, JointEmbeddingOutputType)
 }
 
 
@@ -39,7 +41,8 @@ def build_output_type(output_type: str, head: Taxonomy, node_weights_apply_to: s
 
     Args:
         node_weights_apply_to: for ``"mcm"`` and flat taxonomies, which bits node weights multiply
-            (:func:`benthicnet_hf.losses.bit_weights`); the ETHEC types weight the labelled node's term.
+            (:func:`benthicnet_hf.losses.bit_weights`); the ETHEC types weight the labelled node's
+            term, ``"flat_baseline"`` all bits of a node (the study's class weighting).
 
     Raises:
         ValueError: unknown ``output_type``.  SinglePathError: a DAG taxonomy with a single-path type.

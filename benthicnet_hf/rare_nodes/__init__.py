@@ -3,6 +3,7 @@
 - :mod:`.weights` — node-wise imbalance weights from (masked) training labels;
 - :mod:`.uncertainty` — per-node ensemble uncertainties (bBMA, entropies, JS, GMU);
 - :mod:`.focal` — the weighted, focal, masked MCLoss with schedulers and the mixed loss;
+- :mod:`.member_focal` — its per-bit weights for the image model's members (``config.loss="focal"``);
 - :mod:`.ensemble` — batched ensembles of heads, MC dropout, ensemble inference;
 - :mod:`.lpros` — LP-ROS label-powerset random oversampling as a DataLoader sampler (and the
   fine-tuning loop's epoch-keyed one);
@@ -14,6 +15,7 @@ package; the HMC reproduction in :mod:`benthicnet_hf.experiments.hmc` does too.
 
 from .ensemble import EnsembleMLP, EnsemblePrediction, MCDropoutEnsemble, StackedLinear, ensemble_predict
 from .focal import RareNodeLoss, RareNodeLossOutput, focal_factor, schedule_fraction, scheduled_weights
+from .member_focal import MemberFocalWeights
 from .lpros import EpochKeyedLPROSSampler, LPROSSampler, label_set_bags, lpros_clone_counts
 from .metrics import rare_and_all_metrics, rare_node_indices, recall_f1
 from .uncertainty import (
@@ -34,6 +36,7 @@ __all__ = [
     "EpochKeyedLPROSSampler",
     "LPROSSampler",
     "MCDropoutEnsemble",
+    "MemberFocalWeights",
     "RareNodeLoss",
     "RareNodeLossOutput",
     "StackedLinear",

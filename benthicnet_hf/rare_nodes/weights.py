@@ -22,7 +22,8 @@ How the weight is applied to bits (:func:`bit_weights`): the public code indexes
 ``y = 0`` bits and the ``y = 1`` bits get 1 (``apply_to="negative"``, the default of
 :class:`RareNodeLoss`): most nodes get ``w < 1`` on their negatives, which raises recall. The paper's
 text was not available offline to confirm; ``"positive"`` (weight on positives) and ``"all"`` are
-options. On derisi_FUN only ``"negative"`` raised recall (see the README table).
+options (``config.node_weights_apply_to``, ``--node_weights_apply_to``, ``benchmarks/hmc.py --apply-to``);
+docs/rare-nodes.md works out what each does to a rare node's optimum and reports both on FunCat.
 """
 
 from __future__ import annotations

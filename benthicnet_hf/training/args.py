@@ -53,6 +53,9 @@ class FinetuneArguments:
     cache_dir: str | None = field(default=None, metadata=_help("datasets cache folder"))
     max_train_samples: int | None = field(default=None, metadata=_help("use only the first N training rows"))
     max_eval_samples: int | None = field(default=None, metadata=_help("use only the first N validation/test rows"))
+    preprocessing_num_workers: int | None = field(default=None, metadata=_help(
+        "processes that read, verify and embed the images when --table is built into a dataset "
+        "(datasets' num_proc; default: one)"))
     dataloader_num_workers: int = field(default=-1, metadata=_help(
         "DataLoader worker processes per training process, which decode and augment: -1 = auto, "
         "min(8, CPUs // processes on this machine); 0 = in the training process"))
@@ -76,17 +79,44 @@ class FinetuneArguments:
     head_hidden_dim: int = field(default=2048, metadata=_help("hidden width of each head's MLP (0 = linear)"))
     head_dropout: float = field(default=0.7, metadata=_help("dropout inside each head"))
     output_type: str | None = field(default=None, metadata={**_help(
-        "mcm | per_level | masked_per_level | marginalisation | hsoftmax (config.output_type; default: the "
-        "--init_from model's, else mcm; --head_type is its deprecated 0.1 name)"), "aliases": ["--head_type"]})
+        "mcm | per_level | masked_per_level | marginalisation | hsoftmax | flat_baseline | joint_embedding "
+        "(config.output_type; default: the --init_from model's, else mcm; --head_type is its deprecated 0.1 "
+        "name)"), "aliases": ["--head_type"]})
     image_size: int = field(default=224, metadata=_help("encoder input side in pixels"))
     init_head_bias: str = field(default="prior", metadata=_help(
         "output bias of fresh heads: prior (logit of each node's known-bit training frequency) | zero"))
+
+    # ------------------------------------------------- recipe, task, augmentation
+    recipe: str | None = field(default=None, metadata=_help(
+        "the authors' settings as defaults (training.recipes): linear_probe | hft (hft_resnet50 or hft_vit "
+        "by --encoder) | hft_resnet50 | hft_vit | one_hot_probe | one_hot_hft; flags given explicitly win"))
+    one_hot_task: str | None = field(default=None, metadata=_help(
+        "train a softmax (cross-entropy) classifier on the rows with one known label in HEAD at DEPTH "
+        "(1 = root): HEAD:DEPTH, e.g. substrate:3, or a named task: substrate_depth_2 (the paper's five "
+        "substrate classes) (training.one_hot); output_type hsoftmax: one softmax over the classes"))
+    crop_scale_min: float = field(default=0.35, metadata=_help(
+        "random resized crop: smallest crop area fraction (the authors' recipe: 0.1)"))
+    vflip: float = field(default=0.5, metadata=_help("vertical flip probability (horizontal: 0.5)"))
+    color_jitter: float = field(default=0.4, metadata=_help("colour jitter of brightness/contrast/saturation (0 = off)"))
+    pca_lighting: float = field(default=0.0, metadata=_help(
+        "AlexNet PCA lighting noise, std of alpha (0 = off; the authors' recipe: 0.1)"))
 
     # ------------------------------------------------------------ rare nodes
     lpros: float | None = field(default=None, metadata=_help(
         "LP-ROS oversampling of the training set by PERCENT (rare_nodes.LPROSSampler)"))
     node_weights: str | None = field(default=None, metadata=_help(
         "per-node loss weights stored in config.node_weights: imbalance (rare_nodes.imbalance_weights)"))
+    node_weights_apply_to: str | None = field(default=None, metadata=_help(
+        "bits a node weight multiplies (config.node_weights_apply_to): negative (the rare-node authors' code: "
+        "y = 0 bits) | positive (y = 1 bits) | all (default: the --init_from model's, else negative)"))
+    loss: str | None = field(default=None, metadata=_help(
+        "training objective (config.loss): mcloss | focal (the rare-node paper's weighted focal MCLoss over "
+        "the ensemble members: needs --ensemble_size > 1 or --mc_dropout_samples > 0; default: the "
+        "--init_from model's, else mcloss)"))
+    focal_uncertainty: str | None = field(default=None, metadata=_help(
+        "uncertainty of the focal factor: bma | predictive | aleatoric | epistemic | gmu (default bma)"))
+    focal_k: float | None = field(default=None, metadata=_help("exponent of the focal factor (default 2)"))
+    focal_min: float | None = field(default=None, metadata=_help("floor of the focal factor (default 0.25)"))
 
     ensemble_size: int | None = field(default=None, metadata=_help(
         "K head stacks over the shared encoder, trained together (config.ensemble_size; default: the "
@@ -131,12 +161,25 @@ class FinetuneArguments:
         "validation metric that selects the best epoch (a key of compute_metrics)"))
     greater_is_better: bool | None = field(default=None, metadata=_help("default: False for losses, else True"))
     threshold: float = field(default=0.5, metadata=_help("decision threshold of the thresholded metrics"))
+    calibrate: bool = field(default=True, metadata=_help(
+        "after training, fit one temperature per head on the validation split (masked NLL) and store it in "
+        "config.head_temperatures; ECE/Brier before and after go into test_metrics.json (--calibrate False: off)"))
+    tune_thresholds: str = field(default="f1", metadata=_help(
+        "after training (and calibration), tune one threshold per node on the validation split into "
+        "config.node_thresholds, used by predict: f1 (F1-optimal) | precision:P (highest recall with "
+        "precision >= P, e.g. precision:0.9) | none. Never on the test split"))
+    threshold_min_positives: int = field(default=5, metadata=_help(
+        "a node needs this many known validation positives (and a known negative) for its own threshold; "
+        "others keep --threshold"))
     report_to: str = field(default="auto", metadata=_help("tracker: tensorboard | none | auto (tensorboard if installed)"))
     logging_steps: int = 10
 
     # ------------------------------------------------------------------- hub
     push_to_hub: bool = field(default=False, metadata=_help("upload OUTPUT_DIR/final to --hub_model_id"))
     hub_model_id: str | None = field(default=None, metadata=_help("ORG/NAME"))
+    hub_widget_model_id: str | None = field(default=None, metadata=_help(
+        "ORG/NAME of a second model repo for the flat widget export (OUTPUT_DIR/widget, pushed with "
+        "--push_to_hub): the Hub widget only serves a repo's root, never a subfolder"))
     hub_private: bool = False
     dataset_name: str | None = field(default=None, metadata=_help("dataset id named in the model card"))
 
@@ -151,6 +194,15 @@ class FinetuneArguments:
             raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
         if self.hub_model_id and self.hub_model_id.count("/") != 1:
             raise ValueError(f"--hub_model_id must look like ORG/NAME, got {self.hub_model_id!r}")
+        if self.hub_widget_model_id and (self.hub_widget_model_id.count("/") != 1
+                                         or self.hub_widget_model_id == self.hub_model_id):
+            raise ValueError("--hub_widget_model_id must look like ORG/NAME and differ from --hub_model_id, got "
+                             f"{self.hub_widget_model_id!r}")
+        from .calibrate import parse_tune_thresholds
+
+        parse_tune_thresholds(self.tune_thresholds)  # a bad spelling fails before anything runs
+        if self.threshold_min_positives < 1:
+            raise ValueError(f"--threshold_min_positives must be >= 1, got {self.threshold_min_positives}")
         if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
             raise ValueError(f"--mixed_precision must be no|bf16|fp16|auto, got {self.mixed_precision!r}")
         if self.report_to not in ("tensorboard", "none", "auto"):
@@ -172,10 +224,18 @@ class FinetuneArguments:
             raise ValueError(f"--lpros must be a percentage >= 0, got {self.lpros}")
         if self.node_weights not in (None, "imbalance"):
             raise ValueError(f"--node_weights must be imbalance, got {self.node_weights!r}")
+        from ..configuration_benthicnet import LOSS_NAMES
+        from ..losses import NODE_WEIGHT_BITS
+
+        if self.node_weights_apply_to not in (None, *NODE_WEIGHT_BITS):
+            raise ValueError(f"--node_weights_apply_to must be one of {NODE_WEIGHT_BITS}, got {self.node_weights_apply_to!r}")
+        if self.loss not in (None, *LOSS_NAMES):
+            raise ValueError(f"--loss must be one of {LOSS_NAMES}, got {self.loss!r}")
         if self.ensemble_size is not None and self.ensemble_size < 1:
             raise ValueError(f"--ensemble_size must be >= 1, got {self.ensemble_size}")
         if self.mc_dropout_samples is not None and self.mc_dropout_samples < 0:
             raise ValueError(f"--mc_dropout_samples must be >= 0, got {self.mc_dropout_samples}")
+        _check_recipe_and_task(self)
         if self.encoder_kwargs:
             kwargs = json.loads(self.encoder_kwargs)
             if not isinstance(kwargs, dict):
@@ -183,9 +243,12 @@ class FinetuneArguments:
 
     @property
     def ensemble_overrides(self) -> dict[str, Any]:
-        """The ensemble settings given on the command line, as ``BenthicNetConfig`` arguments."""
+        """The ensemble and rare-node loss settings given on the command line, as ``BenthicNetConfig``
+        arguments."""
         given = {"ensemble_size": self.ensemble_size, "ensemble_dropout_samples": self.mc_dropout_samples,
-                 "uncertainty": self.uncertainty}
+                 "uncertainty": self.uncertainty, "node_weights_apply_to": self.node_weights_apply_to,
+                 "loss": self.loss, "focal_uncertainty": self.focal_uncertainty, "focal_k": self.focal_k,
+                 "focal_min": self.focal_min}
         return {k: v for k, v in given.items() if v is not None}
 
     @property
@@ -208,6 +271,34 @@ class FinetuneArguments:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_recipe_and_task(args: "FinetuneArguments") -> None:
+    """Recipe name, one-hot task spelling, augmentation ranges; the one-hot task trains ``hsoftmax``."""
+    from .one_hot import parse_one_hot_task
+    from .recipes import RECIPE_NAMES, resolve_recipe
+
+    if args.recipe is not None:
+        if args.recipe not in RECIPE_NAMES:
+            raise ValueError(f"--recipe must be one of {', '.join(RECIPE_NAMES)}, got {args.recipe!r}")
+        args.recipe = resolve_recipe(args.recipe, args.encoder).name  # hft → hft_vit | hft_resnet50, as saved
+    if not 0 < args.crop_scale_min <= 1:
+        raise ValueError(f"--crop_scale_min must be in (0, 1], got {args.crop_scale_min}")
+    for name in ("vflip", "color_jitter", "pca_lighting"):
+        if getattr(args, name) < 0 or (name == "vflip" and args.vflip > 1):
+            raise ValueError(f"--{name} out of range: {getattr(args, name)}")
+    if args.one_hot_task is not None:
+        task = parse_one_hot_task(args.one_hot_task)  # a bad spelling fails here
+        if args.init_from:
+            raise ValueError("--one_hot_task builds a new K-class head; --init_from loads a model with its own "
+                             "heads and hierarchy. Start from encoder weights with --encoder_checkpoint instead")
+        if args.output_type is None:
+            args.output_type = "hsoftmax"
+        elif args.output_type != "hsoftmax":
+            raise ValueError(f"--one_hot_task trains a softmax over its classes (output_type hsoftmax); "
+                             f"got --output_type {args.output_type}")
+        if args.metric_for_best_model == "overall/hml_ap":  # the default: a one-hot task is chosen by accuracy
+            args.metric_for_best_model = f"{task.name}/accuracy"
 
 
 def table_options(args: "FinetuneArguments") -> dict[str, Any]:
@@ -245,10 +336,17 @@ def _json_flag(flag: str, text: str | None) -> Any:
 def parse_dataclass_args(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None) -> T:
     """Command-line flags (``argv`` default: ``sys.argv[1:]``) → one ``cls`` instance, through
     transformers' ``HfArgumentParser``: the one argument style of every training script."""
+    import sys
+
     from transformers import HfArgumentParser
 
-    (args,) = HfArgumentParser(cls, description=description).parse_args_into_dataclasses(
-        args=None if argv is None else list(argv))
+    from .recipes import apply_recipe_defaults
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = HfArgumentParser(cls, description=description)
+    if any(action.dest == "recipe" for action in parser._actions):
+        apply_recipe_defaults(parser, argv)  # defaults only: explicit flags win
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     return args
 
 

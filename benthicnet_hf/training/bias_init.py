@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: ``--init_head_bias`` choices.
 HEAD_BIAS_INITS = ("prior", "zero")
+#: output types whose logits are independent per-node sigmoids, the model the prior bias is derived for
+SIGMOID_OUTPUT_TYPES = ("mcm", "flat_baseline")
 DEFAULT_EPS = 1e-4
 DEFAULT_UNKNOWN_PRIOR = 1e-2
 
@@ -82,8 +84,8 @@ def init_head_biases(model: Any, targets: np.ndarray, mask: np.ndarray, how: str
                      eps: float = DEFAULT_EPS, unknown_prior: float = DEFAULT_UNKNOWN_PRIOR) -> torch.Tensor | None:
     """Set every head's output bias: ``logit(prior)`` (``how="prior"``) or 0 (``"zero"``).
 
-    Only for ``output_type="mcm"`` (independent sigmoids per node); other output types keep their own
-    initialisation (logged) and None is returned.
+    Only for the output types of independent sigmoids per node (``"mcm"``, ``"flat_baseline"``); the
+    others keep their own initialisation (logged) and None is returned.
 
     Args:
         model: a :class:`BenthicNetForHierarchicalClassification` with fresh heads.
@@ -95,9 +97,9 @@ def init_head_biases(model: Any, targets: np.ndarray, mask: np.ndarray, how: str
     if how not in HEAD_BIAS_INITS:
         raise ValueError(f"--init_head_bias must be one of {HEAD_BIAS_INITS}, got {how!r}")
     output_type = getattr(model.config, "output_type", "mcm")
-    if output_type != "mcm":
-        logger.warning("--init_head_bias %s applies to output_type 'mcm' only; %r heads keep their init",
-                       how, output_type)
+    if output_type not in SIGMOID_OUTPUT_TYPES:
+        logger.warning("--init_head_bias %s applies to output types %s only; %r heads keep their init",
+                       how, SIGMOID_OUTPUT_TYPES, output_type)
         return None
     n = model.config.get_hierarchy().num_nodes
     if np.shape(targets)[1:] != (n,):

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..hierarchy import Hierarchy
+from .run_log import announce_encoder_load
 from .keyed_loader import EpochCounter, EpochKeyedSampler, KeyedAugmentDataset, loader_options, resolve_num_workers
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def load_splits(args: Any, accelerator: Any, hierarchy: Hierarchy) -> datasets.D
             where = f"demo dataset {args.demo_dir}"
         elif args.table:
             data = build_dataset(args.table, args.image_root, hierarchy=hierarchy, cache_dir=args.cache_dir,
-                                 **table_options(args))
+                                 num_proc=args.preprocessing_num_workers, **table_options(args))
             where = f"table {args.table}"
         else:
             data = datasets.load_from_disk(args.dataset_dir)
@@ -142,7 +143,7 @@ def build_model(args: Any, hierarchy: Hierarchy, node_weights: list[float] | Non
     )
     model = BenthicNetForHierarchicalClassification(config)
     if args.encoder_checkpoint:
-        model.load_encoder(args.encoder_checkpoint, strict=True)
+        announce_encoder_load(model.load_encoder(args.encoder_checkpoint, strict=True))  # name what was loaded
     return model
 
 
@@ -160,7 +161,8 @@ def make_dataloaders(args: Any, data: datasets.DatasetDict, hierarchy: Hierarchy
     from ..data.transforms import collate_hml, eval_transform, hml_transform, train_transform
 
     size, mean, std = int(config.image_size), tuple(config.image_mean), tuple(config.image_std)
-    train_ds = KeyedAugmentDataset(data["train"], hierarchy, train_transform(size, mean, std), args.seed)
+    train_tf = train_transform(size, mean, std, **augmentation_options(args))
+    train_ds = KeyedAugmentDataset(data["train"], hierarchy, train_tf, args.seed)
     eval_tf = hml_transform(hierarchy, eval_transform(size, mean, std, crop_pct=float(config.crop_pct)))
     workers = resolve_num_workers(args.dataloader_num_workers)
     pin = bool(use_cuda and args.dataloader_pin_memory)
@@ -177,6 +179,16 @@ def make_dataloaders(args: Any, data: datasets.DatasetDict, hierarchy: Hierarchy
             data[split].with_transform(eval_tf), batch_size=args.eval_batch_size, shuffle=False,
             collate_fn=collate_hml, **loader_options(workers, pin, persistent, args.dataloader_prefetch_factor))
     return loaders
+
+
+def augmentation_options(args: Any) -> dict[str, Any]:
+    """:func:`~benthicnet_hf.data.transforms.train_transform` keywords from ``--crop_scale_min``,
+    ``--vflip``, ``--color_jitter`` and ``--pca_lighting`` (the transform's defaults for options an
+    argument class lacks)."""
+    out = {name: getattr(args, name) for name in ("vflip", "color_jitter", "pca_lighting") if hasattr(args, name)}
+    if hasattr(args, "crop_scale_min"):
+        out["scale"] = (args.crop_scale_min, 1.0)
+    return out
 
 
 def label_matrices(ds: datasets.Dataset, hierarchy: Hierarchy) -> tuple[np.ndarray, np.ndarray]:

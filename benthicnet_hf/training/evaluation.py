@@ -27,7 +27,8 @@ def predict_split(model: Any, dataloader: Any, accelerator: Any, desc: str = "ev
     """
     model.eval()
     probs, targets, masks = [], [], []
-    for batch in tqdm(dataloader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+    # disable=None: drawn on a terminal only (in a log, a cleared bar would run into the next line)
+    for batch in tqdm(dataloader, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True):
         out = model(pixel_values=batch["pixel_values"])
         p, y, m = accelerator.gather_for_metrics(
             (out.probabilities.float(), batch["labels"].to(torch.uint8), batch["label_mask"].to(torch.uint8)))

@@ -26,11 +26,13 @@ from .checkpointing import TrainingState, save_checkpoint
 from .components import build_model, label_matrices, load_hierarchy, load_splits, make_dataloaders, node_support
 from .keyed_loader import EpochCounter, keyed_seed, reseed_all
 from .bias_init import init_head_biases
+from .calibrate import calibrate_on_validation, split_calibration_report
+from .one_hot import one_hot_splits
 from .main_process import run_on_main
 from .publish import push_final, save_final
 from ..rare_nodes import EpochKeyedLPROSSampler, node_imbalance_weights
 from .run_dir import args_snapshot, start_run
-from .run_log import StepLogger, init_trackers, progress_bar, resolve_tracker
+from .run_log import StepLogger, epoch_line, init_trackers, progress_bar, quiet_saves, resolve_tracker
 from .sync_bn import convert_sync_batchnorm
 from .evaluation import check_label_support, evaluate_split, lookup_metric, prior_baseline, scalar_metrics
 
@@ -40,6 +42,7 @@ BEST_DIR = "best"
 TEST_JSON = "test_metrics.json"
 TEST_TABLE = "test_metrics.txt"
 PER_NODE_CSV = "per_node_metrics.csv"
+PLOTS_DIR = "plots"
 
 
 def resolve_mixed_precision(choice: str) -> str:
@@ -96,6 +99,9 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     set_seed(args.seed)
     hierarchy = load_hierarchy(args)
     data = load_splits(args, accelerator, hierarchy)
+    if args.one_hot_task:  # rows with one known label at the depth → one K-class softmax head
+        labels = {split: label_matrices(ds, hierarchy) for split, ds in data.items()}
+        data, hierarchy = one_hot_splits(data, labels, hierarchy, args.one_hot_task, log=accelerator.print)
     train_y, train_m = label_matrices(data["train"], hierarchy)
     split_labels = {"train": (train_y, train_m),
                     **{split: label_matrices(data[split], hierarchy) for split in ("validation", "test")}}
@@ -103,6 +109,8 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
     weights = node_imbalance_weights(hierarchy, train_y, train_m) if args.node_weights == "imbalance" else None
     support = node_support(train_y, train_m)
     model = build_model(args, hierarchy, node_weights=weights, support=support)
+    # an --init_from model's temperatures/thresholds belong to its old weights: train on raw logits, refit after
+    model.config.head_temperatures = model.config.node_thresholds = None
     if not (args.init_from or args.resume_from_checkpoint):  # fresh heads only
         init_head_biases(model, train_y, train_m, how=args.init_head_bias)
     counter = EpochCounter()
@@ -158,8 +166,8 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
             _save_best(accelerator, model, best_dir)
         state.history.append({"epoch": epoch, "step": state.completed_steps, **scalar_metrics(metrics, "validation")})
         accelerator.log(scalar_metrics(metrics, "validation"), step=state.completed_steps)
-        accelerator.print(f"epoch {epoch}: validation {args.metric_for_best_model} = {value:.4f}"
-                          f"{' (best)' if improved else ''}")
+        epoch_line(accelerator, f"epoch {epoch}: validation {args.metric_for_best_model} = {value:.4f}"
+                                f"{' (best)' if improved else ''}")
         state.epoch, state.batches_done = epoch + 1, 0
     progress.close()
     if state.completed_steps > 0 or args.num_train_epochs > 0:
@@ -170,21 +178,34 @@ def run_finetune(args: FinetuneArguments) -> dict[str, Any]:
 
     if best_dir.exists():
         _load_best(accelerator, model, best_dir)
+    # temperatures and thresholds from the VALIDATION split only; the test split is read after, to report
+    calibration = calibrate_on_validation(model, val_dl, accelerator, hierarchy, args.calibrate, args.tune_thresholds,
+                                          args.threshold, args.threshold_min_positives)
     test_metrics, test_count, test_nodes = evaluate_split(model, test_dl, accelerator, hierarchy, args.threshold,
                                                           desc="test", per_node=True)
     test_y, test_m = split_labels["test"]
     baseline = prior_baseline(train_y, train_m, test_y, test_m, hierarchy, args.threshold)
     test_nodes.insert(3, "train_positives", support["positives"])
     test_nodes.insert(4, "train_negatives", support["negatives"])
+    test_calibration = split_calibration_report(model, test_dl, accelerator, hierarchy, args.threshold)
+    arrays = test_calibration.pop("arrays")
+    calibration["test"] = test_calibration
     result = {"test": test_metrics, "baseline": baseline, "history": state.history, "best_epoch": state.best_epoch,
               "eval_count": {"validation": val_count, "test": test_count}, "stopped_early": False,
-              "completed_steps": state.completed_steps, "num_processes": accelerator.num_processes}
+              "completed_steps": state.completed_steps, "num_processes": accelerator.num_processes,
+              "calibration": calibration}
     accelerator.log(scalar_metrics(test_metrics, "test"), step=state.completed_steps)
 
     def publish() -> str:
+        from ..plots import write_plots
+
+        result["plots"] = write_plots(out_dir / PLOTS_DIR, hierarchy, test_metrics, baseline, test_nodes,
+                                      arrays["before"], arrays["after"] if args.calibrate else None,
+                                      arrays["targets"], arrays["mask"])
         _write_report(out_dir, result)
         test_nodes.to_csv(out_dir / PER_NODE_CSV, index=False)
-        return str(save_final(accelerator.unwrap_model(model), out_dir, args, hierarchy, result))
+        return str(save_final(accelerator.unwrap_model(model), out_dir, args, hierarchy, result,
+                              eval_loader=loaders["test"]))  # the widget export's own test metrics
 
     final_dir = run_on_main(accelerator, f"writing the test report and {out_dir / 'final'}", publish)
     if final_dir is not None:
@@ -277,7 +298,8 @@ def _write_best(model: Any, best_dir: Path) -> None:
     tmp = best_dir.with_name(best_dir.name + ".tmp")
     if tmp.exists():  # left by a run killed mid-save
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
+    with quiet_saves():  # one line per epoch, not a "Writing model shards" bar per save
+        model.save_pretrained(tmp, safe_serialization=True)
     old = best_dir.with_name(best_dir.name + ".old")
     if best_dir.exists():
         os.replace(best_dir, old)
@@ -308,7 +330,7 @@ def _write_report(out_dir: Path, result: dict[str, Any]) -> None:
     """``test_metrics.json`` and the readable ``test_metrics.txt`` (model and baseline side by side)."""
     from ..metrics import format_metrics_table
 
-    report = {k: result[k] for k in ("test", "baseline", "best_epoch", "eval_count", "num_processes")}
+    report = {k: result[k] for k in ("test", "baseline", "best_epoch", "eval_count", "num_processes", "calibration")}
     (out_dir / TEST_JSON).write_text(json.dumps(_json_safe(report), indent=2, default=float))
     title = (f"test split, best epoch {result['best_epoch']} ({result['eval_count']['test']} images; "
              "in brackets: label-prior baseline)\n")

@@ -44,7 +44,7 @@ RESUME_HARMLESS = frozenset({
     "report_to", "logging_steps",  # logging
     "checkpointing_steps", "save_total_limit", "stop_after_steps",  # save cadence
     "push_to_hub", "hub_model_id", "hub_private", "dataset_name",  # publishing / model card
-    "cache_dir", "dataloader_num_workers", "per_device_eval_batch_size",  # speed only
+    "cache_dir", "dataloader_num_workers", "preprocessing_num_workers", "per_device_eval_batch_size",  # speed only
     "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
 })
 

@@ -4,14 +4,22 @@ Fine-tuning, self-supervised and labelled contrastive pre-training all report th
 ``tqdm`` bar on the local main process, and every ``--logging_steps`` optimizer steps the training
 loss averaged over those steps and over all processes, sent to the tracker (``accelerator.log``),
 the module logger and the bar.
+
+What reaches the console stays readable: the bar is drawn only on a terminal (in a log file or a
+pipe, redrawn bars become ``\r`` and ``ESC[A`` noise); one line per epoch (:func:`epoch_line`,
+printed above the bar, never through it); our own ``save_pretrained`` calls draw no "Writing model
+shards" bar (:func:`quiet_saves`); the encoder weights loaded at start-up are named once
+(:func:`announce_encoder_load`: file, format, tensors).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 
@@ -41,7 +49,53 @@ def progress_bar(accelerator: Any, total: int, initial: int = 0, desc: str = "tr
     """The run's progress bar in optimizer steps (shown by the local main process only)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, disable=not accelerator.is_local_main_process)
+    # disable=None: tqdm draws only on a terminal; off the main process never
+    return tqdm(total=total, initial=initial, desc=desc, disable=None if accelerator.is_local_main_process else True)
+
+
+def epoch_line(accelerator: Any, text: str) -> None:
+    """Print one summary line (main process), above any open progress bar instead of through it."""
+    from tqdm.auto import tqdm
+
+    if accelerator.is_main_process:
+        tqdm.write(text)
+
+
+@contextlib.contextmanager
+def quiet_saves() -> Iterator[None]:
+    """Within: transformers draws no progress bar ("Writing model shards", once per save)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def describe_encoder_load(report: Any) -> str:
+    """One line naming the encoder weights loaded (a ``LoadReport``): the file (folder/file name, no
+    full path), its file type, the key format it was converted from, and the number of tensors."""
+    from ..checkpoint_io import FOLDER_WEIGHT_FILES
+
+    source = Path(report.source) if report.source else None
+    if source is not None and source.is_dir():  # a folder: the weights file it was read from
+        source = next((source / n for n in FOLDER_WEIGHT_FILES if (source / n).is_file()), source)
+    name = f"{source.parent.name}/{source.name}" if source is not None else "state dict"
+    kind = source.suffix.lstrip(".") if source is not None and source.suffix else "tensors"
+    ignored = f", {len(report.ignored)} classifier tensors ignored" if report.ignored else ""
+    return (f"encoder weights: {name} ({kind}, {report.converted_from} format, key prefix {report.prefix!r}): "
+            f"{report.loaded} tensors loaded{ignored}")
+
+
+def announce_encoder_load(report: Any) -> None:
+    """Print :func:`describe_encoder_load` once (local main process of the running accelerate state)."""
+    from accelerate import PartialState
+
+    if PartialState().is_local_main_process:
+        print(describe_encoder_load(report), flush=True)
 
 
 class StepLogger:

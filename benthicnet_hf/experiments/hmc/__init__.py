@@ -4,7 +4,7 @@ A research reproduction, not part of the library's core (which never imports it)
 C-HMCNN(h) (Giunchiglia & Lukasiewicz, NeurIPS 2020) with our max-constraint and
 masked MCLoss, and the rare-node variants of Xu et al. 2026 (:mod:`.rare`: weighted and focal
 losses and ensembles on the C-HMCNN network; LP-ROS and rare-node recall/F1 from
-:mod:`benthicnet_hf.rare_nodes`). ``benchmarks/hmc.py`` is the command-line front end.
+:mod:`benthicnet_hf.rare_nodes`; :mod:`.significance`: paired Wilcoxon tests against MCLoss). ``benchmarks/hmc.py`` is the command-line front end.
 """
 
 from .arff import ROOT_KEYS, ArffFormatError, ArffTable, HMCDataset, find_splits, load_hmc, read_arff
@@ -12,7 +12,8 @@ from .ensemble_cost import ensemble_cost_ratio
 from .network import HMCNetwork
 from .preprocess import Standardizer, preprocess_splits
 from ...rare_nodes.metrics import rare_and_all_metrics, rare_node_indices, recall_f1
-from .rare import RARE_LOSSES, MaskedRareLoss, build_network
+from .rare import RARE_LOSSES, MaskedRareLoss, build_network, parse_rare_loss
+from .significance import paired_wilcoxon, per_node_scores, significance_against
 from .train import (
     LOSSES,
     REFERENCE_SETTINGS,
@@ -40,6 +41,10 @@ __all__ = [
     "RARE_LOSSES",
     "MaskedRareLoss",
     "build_network",
+    "parse_rare_loss",
+    "paired_wilcoxon",
+    "per_node_scores",
+    "significance_against",
     "ensemble_cost_ratio",
     "rare_and_all_metrics",
     "rare_node_indices",

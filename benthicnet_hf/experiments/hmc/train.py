@@ -14,8 +14,8 @@ the batch mean is the all-bits mean (no constant factor at all).
 for the per-epoch time comparison.
 
 Rare-node variants (Xu et al. 2026, arXiv 2602.08986; :mod:`.rare`) share this one training loop:
-``loss`` ``"weighted"`` / ``"weighted+focal-bma"`` / ``"weighted+focal-gmu"`` swap the criterion
-(the focal ones train a ``members``-member ensemble — K output layers on a shared body as in the
+``loss`` ``"weighted"``, ``"weighted+focal-bma"``, ``"focal-gmu"``, ``"weighted+sched-lin+mixed"`` …
+(:func:`.rare.parse_rare_loss`) swap the criterion (the focal ones train a ``members``-member ensemble — K output layers on a shared body as in the
 paper, K full networks, or K MC-dropout passes — and predict with the mean of its coherent
 probabilities), and ``lpros=True`` draws each epoch from an :class:`LPROSSampler`.
 """
@@ -38,7 +38,8 @@ from ...rare_nodes import LPROSSampler, ensemble_predict
 from ...rare_nodes.metrics import rare_and_all_metrics
 from .arff import HMCDataset
 from .preprocess import preprocess_splits
-from .rare import RARE_LOSSES, MaskedRareLoss, build_network, focal_mode_of
+from .rare import RARE_LOSSES, MaskedRareLoss, build_network, focal_mode_of, parse_rare_loss
+from .significance import per_node_scores
 
 #: lower-case dataset name → (published C-HMCNN AU(PRC), hidden, lr, epochs). Hyper-parameters from
 #: the reference ``main.py``; AU(PRC) from the paper's table (mean of 10 seeds).
@@ -113,6 +114,7 @@ class HMCResult:
     final_loss: float
     config: dict
     metrics: dict = field(default_factory=dict)  #: rare_*/all_* recall and F1 (see :mod:`.rare`)
+    per_node: dict = field(default_factory=dict)  #: per-node AP/F1 (:func:`.significance.per_node_scores`)
 
 
 class DenseMCLoss(nn.Module):
@@ -153,21 +155,20 @@ def build_criterion(
     """The training objective ``(logits, targets (B, N), step=0) → scalar``; the one place losses are chosen.
 
     Args:
-        kind: ``"mcloss"`` (C-HMCNN's MCLoss) or a rare-node loss of :data:`.rare.RARE_LOSSES`
+        kind: ``"mcloss"`` (C-HMCNN's MCLoss) or a rare-node loss of :func:`.rare.parse_rare_loss`
             (logits ``(B, N)`` or ``(K, B, N)``).
         dense: use the reference's dense float64 formulation instead of our scatter one (mcloss only).
         fit_targets: ``(rows, N)`` training targets; rare-node losses compute their node weights from them.
         options: loss-specific settings (none for ``"mcloss"``; :class:`.rare.MaskedRareLoss`'s otherwise).
     """
-    if kind not in LOSSES:
-        raise ValueError(f"unknown loss {kind!r}; choose one of {LOSSES}")
-    if kind == "mcloss":
+    spec = None if kind == "mcloss" else parse_rare_loss(kind)  # ValueError "unknown loss ..."
+    if spec is None:
         if options:
             raise ValueError(f"loss {kind!r} takes no options, got {sorted(options)}")
         return DenseMCLoss(hierarchy, to_eval) if dense else MaskedMCLoss(hierarchy, to_eval)
     if dense:
         raise ValueError(f"dense=True is the reference MCLoss formulation; loss {kind!r} has none")
-    if fit_targets is None:
+    if fit_targets is None and spec.weighted:
         raise ValueError(f"loss {kind!r} computes node weights from the training targets: pass fit_targets")
     return MaskedRareLoss(hierarchy, to_eval, fit_targets, kind, **options)
 
@@ -291,7 +292,8 @@ def train_and_evaluate(data: HMCDataset, config: HMCConfig, log_every: int = 0) 
     y_np, p_np = y_test.numpy(), p.numpy()
     auprc = micro_auprc(y_np, p_np, data.to_eval)
     metrics = rare_and_all_metrics(y_np, p_np, y_fit.numpy(), data.to_eval, config.threshold)
-    return HMCResult(auprc, seconds / max(config.epochs, 1), config.epochs, loss, asdict(config), metrics)
+    per_node = per_node_scores(y_np, p_np, data.to_eval, config.threshold)
+    return HMCResult(auprc, seconds / max(config.epochs, 1), config.epochs, loss, asdict(config), metrics, per_node)
 
 
 def epoch_time(data: HMCDataset, config: HMCConfig, steps: int = 50) -> float:
