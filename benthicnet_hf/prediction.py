@@ -34,26 +34,23 @@ from scipy import sparse
 from .hierarchy import Hierarchy
 
 
+def _padded_to_csr(padded: np.ndarray) -> sparse.csr_matrix:
+    """``(N, K)`` index lists padded with -1 → ``(N, N)`` sparse 0/1 with ``M[row, index] = 1``."""
+    row = np.repeat(np.arange(padded.shape[0]), padded.shape[1])
+    col = padded.reshape(-1)
+    keep = col >= 0
+    n = padded.shape[0]
+    return sparse.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (row[keep], col[keep])), shape=(n, n))
+
+
 def child_to_parent_matrix(hierarchy: Hierarchy) -> sparse.csr_matrix:
     """``(N, N)`` sparse 0/1, ``C[child, parent] = 1`` for every edge of every head."""
-    pp = hierarchy.parents_padded
-    child = np.repeat(np.arange(pp.shape[0]), pp.shape[1])
-    parent = pp.reshape(-1)
-    keep = parent >= 0
-    n = hierarchy.num_nodes
-    data = np.ones(int(keep.sum()), dtype=np.float32)
-    return sparse.csr_matrix((data, (child[keep], parent[keep])), shape=(n, n))
+    return _padded_to_csr(hierarchy.parents_padded)
 
 
 def self_ancestor_matrix(hierarchy: Hierarchy) -> sparse.csr_matrix:
     """``(N, N)`` sparse 0/1, ``A[node, ancestor] = 1`` for every ancestor of a node, itself included."""
-    ap = hierarchy.ancestors_padded
-    node = np.repeat(np.arange(ap.shape[0]), ap.shape[1])
-    anc = ap.reshape(-1)
-    keep = anc >= 0
-    n = hierarchy.num_nodes
-    data = np.ones(int(keep.sum()), dtype=np.float32)
-    return sparse.csr_matrix((data, (node[keep], anc[keep])), shape=(n, n))
+    return _padded_to_csr(hierarchy.ancestors_padded)
 
 
 def node_threshold_vector(hierarchy: Hierarchy, threshold: Any) -> np.ndarray:

@@ -45,20 +45,31 @@ def is_one_hot(targets: np.ndarray, mask: np.ndarray) -> bool:
     return bool(labelled.any() and (pos[labelled] == 1).all())
 
 
-def accuracy(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Top-1 accuracy for one-hot rows: argmax of ``probs`` over known nodes is the target.
-
-    Rows without exactly one known positive are left out. Shapes ``(rows, classes)``.
-    """
+def _one_hot_decisions(probs: np.ndarray, targets: np.ndarray,
+                       mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(true, predicted)`` class indices ``(rows',)`` of the rows with exactly one known positive
+    (arg-max over known nodes), or None when there is no such row."""
     probs = np.asarray(probs)
     targets = np.asarray(targets, dtype=bool)
     mask = np.ones_like(targets) if mask is None else np.asarray(mask, dtype=bool)
     pos = targets & mask
     rows = np.add.reduce(pos, axis=1, dtype=np.int64) == 1
     if not rows.any():
-        return float("nan")
+        return None
     scores = np.where(mask, probs, -np.inf)  # all rows at once: no copies of selected rows
-    return float(np.mean((np.argmax(scores, axis=1) == np.argmax(pos, axis=1))[rows]))
+    return np.argmax(pos, axis=1)[rows], np.argmax(scores, axis=1)[rows]
+
+
+def accuracy(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Top-1 accuracy for one-hot rows: argmax of ``probs`` over known nodes is the target.
+
+    Rows without exactly one known positive are left out. Shapes ``(rows, classes)``.
+    """
+    decided = _one_hot_decisions(probs, targets, mask)
+    if decided is None:
+        return float("nan")
+    true, pred = decided
+    return float(np.mean(true == pred))
 
 
 def top1_macro_f1(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -68,16 +79,11 @@ def top1_macro_f1(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray | Non
     Classes are those present among the targets or the decisions (sklearn's default ``labels``);
     a class with no true and no predicted row is not averaged. Shapes ``(rows, classes)``.
     """
-    probs = np.asarray(probs)
-    targets = np.asarray(targets, dtype=bool)
-    mask = np.ones_like(targets) if mask is None else np.asarray(mask, dtype=bool)
-    pos = targets & mask
-    rows = np.add.reduce(pos, axis=1, dtype=np.int64) == 1
-    if not rows.any():
+    decided = _one_hot_decisions(probs, targets, mask)
+    if decided is None:
         return float("nan")
-    k = probs.shape[1]
-    true = np.argmax(pos[rows], axis=1)
-    pred = np.argmax(np.where(mask[rows], probs[rows], -np.inf), axis=1)
+    true, pred = decided
+    k = np.shape(probs)[1]
     tp = np.bincount(true[true == pred], minlength=k)
     n_true, n_pred = np.bincount(true, minlength=k), np.bincount(pred, minlength=k)
     present = (n_true + n_pred) > 0
