@@ -8,7 +8,6 @@ by hand."""
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import subprocess
@@ -161,18 +160,12 @@ def test_every_uncertainty_mode_focal_alone_schedulers_and_mixed_are_losses() ->
 
 
 # ------------------------------------------------------------------------------------- the CLI
-HEADER = "@RELATION t\n@ATTRIBUTE a numeric\n@ATTRIBUTE b {x,y}\n@ATTRIBUTE class hierarchical 01,01/01,01/02,02\n@DATA\n"
-
-
 @pytest.mark.slow
 def test_cli_reports_a_wilcoxon_test_of_each_variant_against_mcloss(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    labels = lambda a: "01/02" if a > 1.2 else ("01/01" if a > 0 else "02")  # noqa: E731
-    rows = "".join(f"{a:.3f},{'x' if a > 0 else 'y'},{labels(a)}\n" for a in rng.normal(size=60))
-    (tmp_path / "toy_train.arff").write_text(HEADER + rows)
-    (tmp_path / "toy_test.arff.gz").write_bytes(gzip.compress((HEADER + rows).encode()))
+    from test_hmc_rare import _toy  # the same toy ARFF dataset as the rare-node CLI tests
+
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "hmc.py"), str(tmp_path / "toy"), "--hidden", "8", "--epochs", "2",
+        [sys.executable, str(ROOT / "benchmarks" / "hmc.py"), str(_toy(tmp_path)), "--hidden", "8", "--epochs", "2",
          "--lr", "1e-2", "--seeds", "2", "--loss", "mcloss", "focal-epistemic", "weighted+sched-alt+mixed",
          "--members", "2"],
         capture_output=True, text=True, timeout=300, check=True,
