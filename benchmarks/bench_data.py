@@ -36,7 +36,8 @@ from benthicnet_hf.data import build_dataset
 from benthicnet_hf.data.demo import make_demo_dataset
 from benthicnet_hf.data.transforms import train_transform
 from benthicnet_hf.training import FinetuneArguments
-from benthicnet_hf.training.components import label_matrices, make_dataloaders
+from benthicnet_hf.data.label_matrices import label_matrices
+from benthicnet_hf.training.components import make_dataloaders
 from benthicnet_hf.training.keyed_loader import EpochCounter
 
 BENTHICNET_ROWS = 188_688

@@ -36,7 +36,7 @@ from benthicnet_hf.data import build_dataset
 from benthicnet_hf.data.demo import make_demo_dataset
 from benthicnet_hf.data.export import load_parquet_shards, save_parquet_shards
 from benthicnet_hf.data.synthetic_table import BENTHICNET_ROWS, link_image_pool, synthetic_benthicnet_table
-from benthicnet_hf.training.components import label_matrices
+from benthicnet_hf.data.label_matrices import label_matrices
 
 
 def peak_rss_mb() -> float:

@@ -11,8 +11,9 @@ Gradio page. For an uploaded image it shows, per trained head:
   folded;
 - a **download** of the prediction row, the CSV row ``predict`` writes for the same image.
 
-The row comes from :func:`benthicnet_hf.cli.predict_images`, the code path of ``predict`` itself
-(same threshold rules, absence classes, untrained heads), so the page and the CLI cannot disagree.
+The row is filled by :func:`benthicnet_hf.cli.fill_prediction_rows`, the code ``predict`` itself
+uses (same threshold rules, absence classes, untrained heads), from the probabilities the tree
+shows (one forward pass), so the page and the CLI cannot disagree.
 The hosted Hub widget cannot run the coherent heads (no custom code); this app can.
 """
 
@@ -31,31 +32,35 @@ TITLE = "BenthicNet: hierarchical seafloor image classification"
 ON_PATH, OFF_PATH = "#1f77b4", "#c7c7c7"
 
 
-def image_probabilities(model: Any, processor: Any, image_path: str | Path) -> np.ndarray:
-    """``(num_nodes,)`` float64 coherent probabilities of one image (``model`` in eval mode)."""
-    import torch
+def predict_image(model: Any, processor: Any, image_path: str | Path) -> tuple[dict[str, str], np.ndarray]:
+    """One forward pass: the ``benthicnet-hf predict`` CSV row of one image and its probabilities.
 
-    from .data.images import load_rgb
+    The row is filled by :func:`benthicnet_hf.cli.fill_prediction_rows`, as ``predict`` fills its
+    rows, from the same probabilities the tree shows (one pass: with MC dropout two passes would differ).
 
-    device = next(model.parameters()).device
-    pixel_values = processor([load_rgb(image_path)], return_tensors="pt")["pixel_values"].to(device)
-    with torch.no_grad():
-        return model(pixel_values=pixel_values).probabilities[0].double().cpu().numpy()
-
-
-def predict_row(model: Any, processor: Any, image_path: str | Path) -> dict[str, str]:
-    """The ``benthicnet-hf predict`` CSV row of one image (``image`` is the file's name only).
+    Returns:
+        the row (``image`` is the file's name only) and ``(num_nodes,)`` float64 coherent probabilities.
 
     Raises:
         ValueError: the image cannot be read (the message names it).
     """
-    from .cli import predict_images
+    import torch
 
-    (row,) = list(predict_images(model, processor, [Path(image_path)], batch_size=1, progress=False))
-    if row["error"]:
-        raise ValueError(f"{Path(image_path).name}: {row['error']}")
-    row["image"] = Path(image_path).name  # never a server-side path in what users download
-    return row
+    from .cli import fill_prediction_rows
+    from .data.images import ImageLoadError, load_rgb
+
+    name = Path(image_path).name  # never a server-side path in what users download
+    try:
+        image = load_rgb(image_path)
+    except ImageLoadError as err:
+        raise ValueError(f"{name}: {err}") from err
+    device = next(model.parameters()).device
+    pixel_values = processor([image], return_tensors="pt")["pixel_values"].to(device)
+    with torch.no_grad():
+        probabilities = model(pixel_values=pixel_values).probabilities
+    row: dict[str, str] = {"image": name, "error": ""}
+    fill_prediction_rows(model.config, [row], probabilities)
+    return row, probabilities[0].double().cpu().numpy()
 
 
 def visible_nodes(config: Any) -> np.ndarray:
@@ -156,10 +161,9 @@ def build_app(model_id: str, device: str = "cpu") -> Any:
         if not image_path:
             return "<p>Upload an image.</p>", None
         try:
-            row = predict_row(model, processor, image_path)
+            row, probs = predict_image(model, processor, image_path)
         except ValueError as err:
             raise gr.Error(str(err)) from err
-        probs = image_probabilities(model, processor, image_path)
         return prediction_html(model.config, probs, row, heads), str(write_row_csv(row, downloads))
 
     name = Path(model_id).name if Path(model_id).exists() else model_id  # no local path on the page

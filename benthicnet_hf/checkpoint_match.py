@@ -66,6 +66,7 @@ def head_shape_mismatch(folder: str | Path, config: BenthicNetConfig) -> str | N
         shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("heads.heads.")}
     problems = []
     members = set()
+    joint = config.output_type == "joint_embedding"
     for i, head in enumerate(hier.heads):
         found = shapes.get(f"heads.heads.{i}.fc2.bias", shapes.get(f"heads.heads.{i}.fc.bias"))
         if found is None:
@@ -73,6 +74,21 @@ def head_shape_mismatch(folder: str | Path, config: BenthicNetConfig) -> str | N
             continue
         # output bias: (nodes,) for one head stack, (K, nodes) for an ensemble of K
         members.add(found[0] if len(found) == 2 else 1)
+        # a joint-embedding tree head ends in embedding_dim values; its (nodes, dim) label points count the nodes
+        points = shapes.get(f"heads.heads.{i}.energy.label_embeddings")
+        if points is not None and not joint:
+            problems.append(f"head {i} {head.name!r}: the checkpoint holds label embeddings "
+                            f"(output_type='joint_embedding'), the config has output_type={config.output_type!r}")
+            continue
+        if points is not None:
+            if points[1] != config.embedding_dim:
+                problems.append(f"head {i} {head.name!r}: config has embedding_dim={config.embedding_dim}, "
+                                f"checkpoint has {points[1]}")
+            found = points[:1]
+        elif joint and head.kind != "flat":
+            problems.append(f"head {i} {head.name!r}: the config has output_type='joint_embedding', the "
+                            "checkpoint holds no label embeddings for this head")
+            continue
         if found[-1] != len(head.nodes):
             problems.append(f"head {i} {head.name!r}: config has {len(head.nodes)} nodes, checkpoint has {found[-1]}")
     if members and members != {config.ensemble_size}:

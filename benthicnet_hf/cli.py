@@ -182,6 +182,38 @@ def configure_ensemble(model: Any, uncertainty: bool, mc_dropout: int | None = N
                          "add --mc_dropout N (N dropout passes) or use a model trained with --ensemble_size K")
 
 
+def fill_prediction_rows(config: Any, rows: Sequence[dict[str, Any]], probabilities: Any,
+                         threshold: float | None = None, uncertainty: Any = None) -> None:
+    """Add each trained head's ``paths`` / ``deepest`` / ``score`` (+ ``aphia_id``, ``uncertainty``) to ``rows``.
+
+    Args:
+        config: the model's config (hierarchy, trained nodes, per-node thresholds).
+        rows: one dict per image, filled in place.
+        probabilities: ``(len(rows), num_nodes)`` coherent probabilities.
+        threshold: None: ``config.node_thresholds`` when set, else 0.5.
+        uncertainty: ``(len(rows), num_nodes)`` per-node uncertainty, or None for no such columns.
+    """
+    from .aphia import aphia_id, heads_with_aphia_ids
+    from .prediction import predict_paths_for_config
+
+    hierarchy = config.get_hierarchy()
+    aphia_heads = set(heads_with_aphia_ids(hierarchy.head_names))
+    unc = None if uncertainty is None else uncertainty.float().cpu().numpy()
+    for i, (row, pred) in enumerate(zip(rows, predict_paths_for_config(config, probabilities, threshold))):
+        for head, p in pred.items():
+            if p["untrained"]:  # no training label: no column, nothing guessed
+                continue
+            row[f"{head}_paths"] = "; ".join(p["paths"])
+            row[f"{head}_deepest"] = p["deepest"] or ""
+            row[f"{head}_score"] = "" if p["score"] is None else f"{p['score']:.6f}"
+            if head in aphia_heads:  # WoRMS id of the deepest node, where the shipped table has one
+                aphia = aphia_id(head, p["deepest"])
+                row[f"{head}_aphia_id"] = "" if aphia is None else str(aphia)
+            if unc is not None:
+                deepest = p["deepest"]
+                row[f"{head}_uncertainty"] = "" if deepest is None else f"{unc[i, hierarchy.index(head, deepest)]:.6f}"
+
+
 def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size: int = 32,
                    threshold: float | None = None, progress: bool = True, uncertainty: bool = False
                    ) -> Iterator[dict[str, Any]]:
@@ -194,12 +226,8 @@ def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size
     import torch
     from tqdm.auto import tqdm
 
-    from .aphia import aphia_id, heads_with_aphia_ids
     from .data.images import ImageLoadError, load_rgb
-    from .prediction import predict_paths_for_config
 
-    hierarchy = model.config.get_hierarchy()
-    aphia_heads = set(heads_with_aphia_ids(hierarchy.head_names))
     device = next(model.parameters()).device
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress)
     for chunk in _chunks(files, batch_size):
@@ -219,22 +247,8 @@ def predict_images(model: Any, processor: Any, files: Sequence[Path], batch_size
                 out = model(pixel_values=pixel_values)
             if uncertainty and out.uncertainty is None:
                 raise ValueError("the model returned no uncertainty (ensemble_size=1 without MC dropout)")
-            unc = out.uncertainty.float().cpu().numpy() if uncertainty else None
-            preds = predict_paths_for_config(model.config, out.probabilities, threshold)
-            for i, (row, pred) in enumerate(zip(ok, preds)):
-                for head, p in pred.items():
-                    if p["untrained"]:  # no training label: no column, nothing guessed
-                        continue
-                    row[f"{head}_paths"] = "; ".join(p["paths"])
-                    row[f"{head}_deepest"] = p["deepest"] or ""
-                    row[f"{head}_score"] = "" if p["score"] is None else f"{p['score']:.6f}"
-                    if head in aphia_heads:  # WoRMS id of the deepest node, where the shipped table has one
-                        aphia = aphia_id(head, p["deepest"])
-                        row[f"{head}_aphia_id"] = "" if aphia is None else str(aphia)
-                    if unc is not None:
-                        deepest = p["deepest"]
-                        row[f"{head}_uncertainty"] = (
-                            "" if deepest is None else f"{unc[i, hierarchy.index(head, deepest)]:.6f}")
+            fill_prediction_rows(model.config, ok, out.probabilities, threshold,
+                                 out.uncertainty if uncertainty else None)
         bar.update(len(chunk))
         yield from rows
     bar.close()

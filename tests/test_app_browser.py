@@ -180,3 +180,25 @@ def test_space_template_builds_the_app(saved_model: Path, monkeypatch: pytest.Mo
     assert (meta["sdk"], meta["app_file"]) == ("gradio", "app.py")
     assert meta["sdk_version"] == gr.__version__  # the Space runs the Gradio this app is tested with
     assert "benthicnet_hf" in (space / "requirements.txt").read_text()
+
+
+def test_app_row_and_tree_come_from_one_forward_pass(saved_model: Path, demo_image: Path, tmp_path: Path) -> None:
+    """The tree's scores and the row are one prediction: the model runs once per upload."""
+    from benthicnet_hf import Hierarchy
+    from benthicnet_hf.app import predict_image
+    from benthicnet_hf.cli import load_model
+
+    model, processor = load_model(str(saved_model), "cpu")
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    row, probs = predict_image(model, processor, demo_image)
+    assert len(calls) == 1
+    expected = predict_cli(saved_model, demo_image, tmp_path / "p.csv")
+    assert row == {**expected, "image": demo_image.name}
+    hierarchy = Hierarchy.catami().subset(["biota", "substrate", "relief"])
+    for head in ("biota", "substrate"):
+        if row[f"{head}_deepest"]:
+            assert row[f"{head}_score"] == f"{probs[hierarchy.index(head, row[f'{head}_deepest'])]:.6f}"
+    with pytest.raises(ValueError, match="broken.png"):
+        (tmp_path / "broken.png").write_bytes(b"not a png")
+        predict_image(model, processor, tmp_path / "broken.png")

@@ -322,9 +322,14 @@ def test_pretrain_cli_two_processes(tmp_path) -> None:
            str(Path(__file__).resolve().parents[1] / "train_scripts" / "pretrain.py"),
            "--method", "g_hmlc", "--train_data", str(table), "--output_dir", str(out), "--encoder", "test_resnet",
            "--image_size", "32", "--batch_size", "8", "--max_steps", "3", "--heads", "substrate",
-           "--proj_dim", "16", "--cache_dir", str(tmp_path / "cache")]
+           "--proj_dim", "16", "--cache_dir", str(tmp_path / "cache"), "--sync_bn"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # --sync_bn reached the loop: the encoder's and projector's BatchNorm layers became synchronised ones
+    import re
+
+    synced = re.findall(r"--sync_bn: (\d+) BatchNorm layers synchronised over 2 processes", proc.stderr)
+    assert len(synced) >= 1 and int(synced[0]) >= 2, proc.stderr[-3000:]
     config = json.loads((out / "encoder_config.json").read_text())
     assert (config["num_processes"], config["global_batch_size"]) == (2, 16)  # one run of world size 2
     losses = json.loads((out / "train_losses.json").read_text())

@@ -99,7 +99,7 @@ def test_widget_card_metrics_are_the_widgets_own(run: tuple[Path, list[str], Pat
     from benthicnet_hf.data import build_dataset
     from benthicnet_hf.data.demo import DEMO_SOURCE_EXHAUSTIVE
     from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
-    from benthicnet_hf.training.components import label_matrices
+    from benthicnet_hf.data.label_matrices import label_matrices
 
     out, argv, root = run
     widget = timm.create_model(f"local-dir:{out / 'widget'}", pretrained=True).eval()

@@ -113,8 +113,9 @@ def test_random_scores_give_ap_near_the_label_prior() -> None:
 
 
 def tiny_config(**kw: object) -> BenthicNetConfig:
+    kw = {"embedding_dim": 6, **kw}
     return BenthicNetConfig(encoder_name="test_resnet", hierarchy=Hierarchy.catami().subset(["substrate", "colour"]),
-                            output_type="joint_embedding", head_hidden_dim=8, image_size=32, embedding_dim=6, **kw)
+                            output_type="joint_embedding", head_hidden_dim=8, image_size=32, **kw)
 
 
 def test_model_heads_hold_label_points_and_reload_exactly(tmp_path: Path) -> None:
@@ -213,3 +214,23 @@ def test_finetune_on_demo_data_beats_the_label_prior(tmp_path: Path) -> None:
     known = {name.split(": ", 1)[1] for name in labels if name.startswith("substrate: ")}
     paths = [p for row in predicted for p in row["substrate_paths"].split("; ") if p]
     assert paths and set(paths) <= known
+
+
+def test_a_mismatched_checkpoint_is_refused_naming_the_joint_embedding_shapes(tmp_path: Path) -> None:
+    """Head shapes of a joint model are read from its label points: (nodes, embedding_dim)."""
+    torch.manual_seed(0)
+    BenthicNetForHierarchicalClassification(tiny_config()).save_pretrained(tmp_path / "joint")
+    BenthicNetForHierarchicalClassification(BenthicNetConfig(
+        encoder_name="test_resnet", hierarchy=Hierarchy.catami().subset(["substrate", "colour"]), head_hidden_dim=8,
+        image_size=32)).save_pretrained(tmp_path / "mcm")
+    substrate_nodes = len(Hierarchy.catami().subset(["substrate"]).heads[0].nodes)
+    # the same hierarchy and embedding width: no complaint (the node count is the label points' rows, not 6)
+    loaded = BenthicNetForHierarchicalClassification.from_pretrained(tmp_path / "joint")
+    assert loaded.heads.heads[0].energy.label_embeddings.shape == (substrate_nodes, 6)
+    with pytest.raises(ValueError, match=r"head 0 'substrate': config has embedding_dim=4, checkpoint has 6"):
+        BenthicNetForHierarchicalClassification.from_pretrained(tmp_path / "joint", config=tiny_config(embedding_dim=4))
+    with pytest.raises(ValueError, match=r"holds label embeddings \(output_type='joint_embedding'\), the config "
+                                         r"has output_type='mcm'"):
+        BenthicNetForHierarchicalClassification.from_pretrained(tmp_path / "joint", config=BenthicNetConfig.from_pretrained(tmp_path / "mcm"))
+    with pytest.raises(ValueError, match="holds no label embeddings for this head"):
+        BenthicNetForHierarchicalClassification.from_pretrained(tmp_path / "mcm", config=tiny_config())

@@ -10,7 +10,7 @@ import pytest
 
 from benthicnet_hf import Hierarchy
 from benthicnet_hf.data.transforms import label_arrays
-from benthicnet_hf.training.components import label_matrices
+from benthicnet_hf.data.label_matrices import label_matrices
 
 HIERARCHY = Hierarchy.catami().subset(["substrate", "relief", "colour"])
 

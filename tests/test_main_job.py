@@ -164,7 +164,7 @@ def test_per_node_metrics_csv_counts_match_the_label_matrices(job: tuple[Path, l
 
     from benthicnet_hf.data import build_dataset
     from benthicnet_hf.data.demo import DEMO_SOURCE_EXHAUSTIVE
-    from benthicnet_hf.training.components import label_matrices
+    from benthicnet_hf.data.label_matrices import label_matrices
 
     run, argv, _ = job
     table = pd.read_csv(run / "per_node_metrics.csv", keep_default_na=False, na_values=[""])

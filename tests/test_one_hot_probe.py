@@ -21,7 +21,7 @@ from benthicnet_hf.metrics import compute_metrics
 from benthicnet_hf.metrics.single_label import accuracy, top1_macro_f1
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
 from benthicnet_hf.training import parse_args, run_finetune
-from benthicnet_hf.training.components import label_matrices
+from benthicnet_hf.data.label_matrices import label_matrices
 from benthicnet_hf.training.one_hot import (
     OneHotTask, one_hot_hierarchy, one_hot_labels, one_hot_splits, parse_one_hot_task, task_classes,
 )

@@ -44,6 +44,7 @@ def finetune_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 def test_one_line_per_epoch_and_no_save_bars(finetune_log: tuple[str, Path]) -> None:
     log, _ = finetune_log
     assert "Writing model shards" not in log
+    assert "Generating train split" not in log  # the dataset build draws no bars in a log either
     assert "\x1b[A" not in log  # no nested-bar cursor moves in a log
     epoch_lines = [line for line in log.splitlines() if re.search(r"\bepoch \d+: validation ", line)]
     assert [int(re.search(r"epoch (\d+):", line)[1]) for line in epoch_lines] == list(range(EPOCHS))
@@ -79,3 +80,22 @@ def test_quiet_saves_silences_transformers_save_bar(tmp_path: Path, capfd: pytes
         model.save_pretrained(tmp_path / "quiet")
     assert "Writing model shards" not in capfd.readouterr().err
     assert hf_logging.is_progress_bar_enabled()  # restored afterwards
+
+
+def test_dataset_build_draws_no_bars_off_a_terminal(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from datasets.utils import logging as ds_logging
+
+    from benthicnet_hf.data import build_dataset
+    from benthicnet_hf.data.demo import make_demo_dataset
+    from benthicnet_hf.data.export import save_parquet_shards
+
+    table = make_demo_dataset(tmp_path / "demo", num_images=12, image_size=16, seed=0)
+    ds_logging.enable_progress_bar()
+    ds = build_dataset(table, cache_dir=tmp_path / "cache")
+    assert sum(len(part) for part in ds.values()) == 12
+    assert "Generating" not in capfd.readouterr().err  # pytest's capture is not a terminal
+    assert ds_logging.is_progress_bar_enabled()  # restored for the caller
+    save_parquet_shards(ds, tmp_path / "parquet")
+    assert "Creating parquet" not in capfd.readouterr().err
+    ds["train"].to_parquet(str(tmp_path / "plain.parquet"))  # datasets itself, outside: still draws
+    assert "Creating parquet" in capfd.readouterr().err

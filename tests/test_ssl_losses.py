@@ -167,9 +167,16 @@ def test_mae_masks_exactly_75_percent_and_encodes_only_visible_patches():
     assert torch.all(out["mask"].sum(1) == 0.75 * num_patches)
     assert seen[0] == (3, model.encoder.num_prefix_tokens + num_patches // 4, model.encoder.embed_dim)
     assert len({tuple(m.nonzero().flatten().tolist()) for m in out["mask"]}) > 1  # per-sample masks
-    torch.testing.assert_close(out["target"], mae_target(images, 16))
-    expected = (((out["pred"] - out["target"]) ** 2).mean(-1) * out["mask"]).sum() / out["mask"].sum()
-    torch.testing.assert_close(out["loss"], expected)
+    ids = out["ids_masked"]
+    assert ids.shape == (3, num_patches - num_patches // 4)
+    for row, mask_row in zip(ids, out["mask"]):  # the predicted patches are exactly the masked ones
+        assert sorted(row.tolist()) == mask_row.nonzero().flatten().tolist()
+    full_target = mae_target(images, 16)
+    torch.testing.assert_close(out["target"], full_target[torch.arange(3)[:, None], ids])
+    # the loss is mae_loss over all patches with the prediction placed at the masked positions
+    pred_full = torch.zeros_like(full_target)
+    pred_full[torch.arange(3)[:, None], ids] = out["pred"]
+    torch.testing.assert_close(out["loss"], mae_loss(pred_full, full_target, out["mask"]))
 
 
 def test_mae_rejects_a_resnet():

@@ -25,6 +25,8 @@ from ..hierarchy import Hierarchy
 from ..labels import UnknownLabelError
 from .builder import BenthicNetDatasetBuilder, BenthicNetDatasetConfig, hml_features
 from .images import ImageLoadError, load_rgb, to_rgb
+from .label_matrices import label_matrices
+from .progress import bars_on_a_terminal_only
 from .label_support import DegenerateHeadError, check_trainable_heads, format_label_support, label_support
 from .splits import assign_splits, grouped_split
 from .table import LEGACY_LABEL_COLUMNS, BadRowError, TableColumns, TableError, read_table
@@ -90,12 +92,7 @@ def _log_support(ds: datasets.DatasetDict, hierarchy: Hierarchy) -> dict[str, li
     """Per split label support (:func:`label_support`), logged as a table."""
     support = {}
     for split, part in ds.items():
-        cols = [f"{h}_{kind}" for kind in ("target", "mask") for h in hierarchy.head_names]
-        arr = part.select_columns(cols).with_format("numpy")
-        targets = np.concatenate([np.asarray(arr[f"{h.name}_target"]).reshape(len(part), len(h.nodes))
-                                  for h in hierarchy.heads], axis=1)
-        mask = np.concatenate([np.asarray(arr[f"{h.name}_mask"]).reshape(len(part), len(h.nodes))
-                               for h in hierarchy.heads], axis=1)
+        targets, mask = label_matrices(part, hierarchy)
         support[split] = label_support(targets, mask, hierarchy)
     logger.info("label support per split (rows with a label, known positive and negative bits):\n%s",
                 format_label_support(support))
@@ -137,7 +134,8 @@ def build_dataset_with_report(table: str | Path | pd.DataFrame, image_root: str 
         **config,
     )
     try:
-        builder.download_and_prepare(num_proc=num_proc)
+        with bars_on_a_terminal_only():
+            builder.download_and_prepare(num_proc=num_proc)
     except DatasetGenerationError as err:
         # surface our own error (it names the row and file) instead of datasets' generic wrapper
         cause = err.__cause__
@@ -148,7 +146,8 @@ def build_dataset_with_report(table: str | Path | pd.DataFrame, image_root: str 
         if isinstance(cause, (ImageLoadError, TableError)):
             raise type(cause)(str(cause)) from err
         raise
-    ds = builder.as_dataset()
+    with bars_on_a_terminal_only():
+        ds = builder.as_dataset()
     report = {"nan_label_cells": nan_cells,
               "label_support": _log_support(ds, builder.config.hierarchy()),
               "skipped_report": str(builder.config.skipped_report_path()) if config.get("skip_bad") else None}

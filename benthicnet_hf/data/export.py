@@ -17,6 +17,8 @@ from pathlib import Path
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
+from .progress import bars_on_a_terminal_only
+
 
 _SHARD = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
 
@@ -46,7 +48,8 @@ def save_parquet_shards(data: datasets.DatasetDict, out_dir: str | Path, max_row
         n = max(1, math.ceil(len(ds) / max_rows_per_shard))
         for i in range(n):
             path = out / f"{split}-{i:05d}-of-{n:05d}.parquet"
-            ds.shard(num_shards=n, index=i, contiguous=True).to_parquet(str(path))
+            with bars_on_a_terminal_only():
+                ds.shard(num_shards=n, index=i, contiguous=True).to_parquet(str(path))
             written.append(path)
     return written
 

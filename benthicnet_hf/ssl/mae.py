@@ -34,11 +34,14 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
 def mae_target(images: torch.Tensor, patch_size: int, norm_pix: bool = True, eps: float = 1e-6) -> torch.Tensor:
     """Reconstruction target ``(batch, L, patch_size**2 * C)``: per-patch normalised pixels."""
     target = patchify(images, patch_size)
-    if norm_pix:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + eps).sqrt()
-    return target
+    return _normalise_patches(target, eps) if norm_pix else target
+
+
+def _normalise_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``(x - mean) / sqrt(var + eps)`` over the last dim (pixels of a patch; ``var`` unbiased)."""
+    mean = patches.mean(dim=-1, keepdim=True)
+    var = patches.var(dim=-1, keepdim=True)
+    return (patches - mean) / (var + eps).sqrt()
 
 
 def mae_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -60,12 +63,13 @@ def mae_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> to
     return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def random_patch_mask(batch: int, num_patches: int, mask_ratio: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_patch_mask(batch: int, num_patches: int, mask_ratio: float, device: torch.device
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample random masking by argsort of uniform noise.
 
     Returns:
-        ``ids_keep (batch, n_keep)``, ``ids_restore (batch, L)`` and ``mask (batch, L)`` (1 = masked),
-        with ``n_keep = int(L * (1 - mask_ratio))``.
+        ``ids_keep (batch, n_keep)``, ``ids_masked (batch, L - n_keep)``, ``ids_restore (batch, L)`` and
+        ``mask (batch, L)`` (1 = masked), with ``n_keep = int(L * (1 - mask_ratio))``.
     """
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
@@ -76,7 +80,7 @@ def random_patch_mask(batch: int, num_patches: int, mask_ratio: float, device: t
     mask = torch.ones(batch, num_patches, device=device)
     mask[:, :n_keep] = 0
     mask = mask.gather(1, ids_restore)
-    return ids_shuffle[:, :n_keep], ids_restore, mask
+    return ids_shuffle[:, :n_keep], ids_shuffle[:, n_keep:], ids_restore, mask
 
 
 class MAE(nn.Module):
@@ -119,9 +123,11 @@ class MAE(nn.Module):
         self.decoder_norm = nn.LayerNorm(decoder_dim)
         self.decoder_pred = nn.Linear(decoder_dim, self.patch_size ** 2 * 3)
         nn.init.normal_(self.mask_token, std=0.02)
+        self._pos_cache: dict[tuple[Any, ...], torch.Tensor] = {}
 
-    def _encode_visible(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
-        """Encoder on visible patches: ``(batch, prefix + n_keep, dim)``, ids_restore, mask, grid."""
+    def _encode_visible(self, images: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Encoder on visible patches: ``(batch, prefix + n_keep, dim)``, ids_masked, ids_restore, mask, grid."""
         vit = self.encoder
         x = vit.patch_embed(images)
         grid = tuple(x.shape[1:3]) if x.ndim == 4 else vit.patch_embed.grid_size
@@ -129,32 +135,54 @@ class MAE(nn.Module):
         n_prefix = vit.num_prefix_tokens
         prefix, patches = x[:, :n_prefix], x[:, n_prefix:]
         b, n, d = patches.shape
-        ids_keep, ids_restore, mask = random_patch_mask(b, n, self.mask_ratio, images.device)
+        ids_keep, ids_masked, ids_restore, mask = random_patch_mask(b, n, self.mask_ratio, images.device)
         patches = patches.gather(1, ids_keep.unsqueeze(-1).expand(-1, -1, d))
         x = vit.norm_pre(torch.cat([prefix, patches], dim=1))
         x = vit.norm(vit.blocks(x))
-        return x, ids_restore, mask, (int(grid[0]), int(grid[1]))
+        return x, ids_masked, ids_restore, mask, (int(grid[0]), int(grid[1]))
 
-    def _decode(self, x: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """Decoder: ``(batch, prefix + n_keep, dim) -> (batch, L, patch_dim)``."""
+    def _decoder_pos_embed(self, grid: tuple[int, int], dim: int, device: torch.device, dtype: torch.dtype
+                           ) -> torch.Tensor:
+        """Fixed 2-D sin-cos position embedding ``(L, dim)``, built once per grid/device/dtype."""
+        key = (grid, dim, device, dtype)
+        if key not in self._pos_cache:
+            self._pos_cache[key] = build_sincos2d_pos_embed(list(grid), dim=dim, device=device, dtype=dtype)
+        return self._pos_cache[key]
+
+    def _decode(self, x: torch.Tensor, ids_masked: torch.Tensor, ids_restore: torch.Tensor,
+                grid: tuple[int, int]) -> torch.Tensor:
+        """Decoder: ``(batch, prefix + n_keep, dim) -> (batch, L - n_keep, patch_dim)``, masked patches only.
+
+        Only the masked patches enter the loss, so only they go through the pixel projection.
+        """
         n_prefix = self.encoder.num_prefix_tokens
         x = self.decoder_embed(x)
         prefix, visible = x[:, :n_prefix], x[:, n_prefix:]
         b, n_total = ids_restore.shape
+        dim = x.shape[-1]
         masks = self.mask_token.to(x.dtype).expand(b, n_total - visible.shape[1], -1)
         full = torch.cat([visible, masks], dim=1)
-        full = full.gather(1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        pos = build_sincos2d_pos_embed(list(grid), dim=x.shape[-1], device=x.device, dtype=x.dtype)
+        full = full.gather(1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))
+        pos = self._decoder_pos_embed(grid, dim, x.device, x.dtype)
         x = torch.cat([prefix, full + pos.unsqueeze(0)], dim=1)
-        x = self.decoder_norm(self.decoder_blocks(x))
-        return self.decoder_pred(x[:, n_prefix:])
+        x = self.decoder_norm(self.decoder_blocks(x))[:, n_prefix:]
+        return self.decoder_pred(x.gather(1, ids_masked.unsqueeze(-1).expand(-1, -1, dim)))
 
     def forward_with_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``images (batch, 3, H, W)`` -> ``{"loss", "pred" (B, L, D), "target" (B, L, D), "mask" (B, L)}``."""
-        latent, ids_restore, mask, grid = self._encode_visible(images)
-        pred = self._decode(latent, ids_restore, grid)
-        target = mae_target(images.float(), self.patch_size, self.norm_pix_loss)
-        return {"loss": mae_loss(pred, target, mask), "pred": pred, "target": target, "mask": mask}
+        """``images (batch, 3, H, W)`` -> ``{"loss", "pred", "target", "ids_masked", "mask"}``.
+
+        ``pred`` and ``target`` are ``(B, M, D)`` for the ``M = L - n_keep`` masked patches, in the
+        order of ``ids_masked (B, M)`` (patch indices); ``mask (B, L)`` is 1 at the masked patches.
+        """
+        latent, ids_masked, ids_restore, mask, grid = self._encode_visible(images)
+        pred = self._decode(latent, ids_masked, ids_restore, grid)
+        patches = patchify(images.float(), self.patch_size)
+        target = patches.gather(1, ids_masked.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
+        if self.norm_pix_loss:
+            target = _normalise_patches(target)
+        # every image has the same number of masked patches: the plain mean is mae_loss's masked mean
+        loss = (pred.to(target.dtype) - target).pow(2).mean()
+        return {"loss": loss, "pred": pred, "target": target, "ids_masked": ids_masked, "mask": mask}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``(batch, 3, H, W)`` -> scalar loss."""

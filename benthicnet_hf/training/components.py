@@ -189,30 +189,3 @@ def augmentation_options(args: Any) -> dict[str, Any]:
     if hasattr(args, "crop_scale_min"):
         out["scale"] = (args.crop_scale_min, 1.0)
     return out
-
-
-def label_matrices(ds: datasets.Dataset, hierarchy: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
-    """``(rows, N)`` uint8 targets and mask of a split, read without decoding any image.
-
-    Straight from the Arrow buffers (one flatten per column, selections/shuffles honoured): no
-    Python list per row, so 188,688 rows take milliseconds, not tens of seconds.
-    """
-    cols = [f"{h}_{k}" for h in hierarchy.head_names for k in ("target", "mask")]
-    table = ds.select_columns(cols).data  # the stored rows; a shuffle/select is an indices mapping
-    # an Arrow take of list rows is ~100x slower than reading every row and gathering in numpy
-    rows = None if ds._indices is None else np.asarray(ds._indices.column(0))
-    out = []
-    for kind in ("target", "mask"):
-        matrix = np.empty((len(ds), hierarchy.num_nodes), dtype=np.uint8)  # filled head by head, no concat
-        for head in hierarchy.heads:  # a handful of heads; rows and nodes stay vectorised
-            nodes = hierarchy.head_slice(head.name)
-            name, n = f"{head.name}_{kind}", len(head.nodes)
-            values = np.asarray(table.column(name).combine_chunks().flatten(), dtype=np.uint8)
-            if values.size != table.num_rows * n:
-                raise ValueError(f"column {name!r}: {values.size} values for {table.num_rows} rows, expected "
-                                 f"{n} per row (the hierarchy's {head.name!r} head has {n} nodes)")
-            values = values.reshape(table.num_rows, n)
-            matrix[:, nodes] = values if rows is None else values[rows]
-        out.append(matrix)
-    return out[0], out[1]
-

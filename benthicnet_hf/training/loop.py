@@ -21,9 +21,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from ..constraint import NonFiniteLogitsError
+from ..data.label_matrices import label_matrices
 from .args import FinetuneArguments
 from .checkpointing import TrainingState, save_checkpoint
-from .components import build_model, label_matrices, load_hierarchy, load_splits, make_dataloaders, node_support
+from .components import build_model, load_hierarchy, load_splits, make_dataloaders, node_support
 from .keyed_loader import EpochCounter, keyed_seed, reseed_all
 from .bias_init import init_head_biases
 from .calibrate import calibrate_on_validation, split_calibration_report

@@ -113,7 +113,7 @@ def one_hot_splits(data: datasets.DatasetDict, split_labels: Mapping[str, tuple[
 
     Args:
         split_labels: split → ``(targets, mask)``, each ``(rows, N)`` over ``hierarchy``
-            (``components.label_matrices`` of that split).
+            (``data.label_matrices`` of that split).
 
     Logs, per split, the rows kept and the rows left out (no label at the depth / several labels).
 
