@@ -15,9 +15,11 @@ Equal work on both sides:
 Per method a training step (forward, backward, optimiser step, EMA update where the method has
 one) is timed for ours and for lightly's, interleaved rep by rep (the order alternating) so that
 machine load hits both alike; each rep gives a ratio ours / lightly, and the median ratio with its
-quartiles and range is reported (goal: median <= 1.0). Last line: one JSON object.
+quartiles and range is reported (goal: median <= 1.0). ``--control`` also times a second lightly model
+(A/A): the ratio equal code reads on the machine at that moment, i.e. the noise floor a median is
+judged against. Last line: one JSON object.
 
-    python benchmarks/bench_ssl.py [--reps 12] [--batch 8] [--threads 1] [--methods mocov3 mae]
+    python benchmarks/bench_ssl.py [--reps 12] [--batch 8] [--threads 1] [--methods mocov3 mae] [--control]
 """
 
 from __future__ import annotations
@@ -201,13 +203,15 @@ def main() -> None:
     ap.add_argument("--image_size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", nargs="+", default=None, help="subset of: simsiam byol barlow_twins mocov3 mae")
+    ap.add_argument("--control", action="store_true",
+                    help="also time a second lightly model (A/A): the ratio equal code gets, i.e. the noise floor")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = {"bench": "ssl_step_time_vs_lightly", "device": "cpu", "threads": args.threads, "batch": args.batch,
            "image_size": args.image_size, "reps": args.reps, "backbones": {"cnn": CNN, "vit": VIT},
            "views": "separate forward per view on both sides", "optimizer": "method recipe, same code both sides",
            "mocov3_baseline": "lightly heads + EMA, loss = paper Algorithm 1 (lightly has no MoCo v3 loss)"}
-    ratios, spread = {}, {}
+    ratios, spread, controls = {}, {}, {}
     pairs = _pairs(args.image_size)
     for name in args.methods or list(pairs):
         ours_fn, theirs_fn, n_views = pairs[name]
@@ -215,28 +219,35 @@ def main() -> None:
         views = tuple(torch.randn(args.batch, 3, args.image_size, args.image_size) for _ in range(n_views))
         ours, theirs = ours_fn().train(), theirs_fn().train()
         recipe = type(ours).default_optimizer
-        step_ours, step_theirs = _step_fn(ours, views, recipe), _step_fn(theirs, views, recipe)
+        steps = {"ours": _step_fn(ours, views, recipe), "lightly": _step_fn(theirs, views, recipe)}
+        if args.control:
+            torch.manual_seed(0)
+            steps["control"] = _step_fn(theirs_fn().train(), views, recipe)
         for _ in range(args.warmup):
-            step_ours(), step_theirs()
-        t_ours, t_theirs = [], []
-        for i in range(args.reps):  # interleaved, order alternating: load on the machine hits both alike
-            if i % 2:
-                t_theirs.append(_time(step_theirs))
-                t_ours.append(_time(step_ours))
-            else:
-                t_ours.append(_time(step_ours))
-                t_theirs.append(_time(step_theirs))
-        per_rep = [a / b for a, b in zip(t_ours, t_theirs)]
+            for step in steps.values():
+                step()
+        times: dict[str, list[float]] = {k: [] for k in steps}
+        order = list(steps)
+        for i in range(args.reps):  # interleaved, order rotating: load on the machine hits every side alike
+            for k in order[i % len(order):] + order[:i % len(order)]:
+                times[k].append(_time(steps[k]))
+        per_rep = [a / b for a, b in zip(times["ours"], times["lightly"])]
         r = statistics.median(per_rep)
         q1, q3 = _quantiles(per_rep)
         ratios[name] = round(r, 3)
         spread[name] = {"q1": round(q1, 3), "q3": round(q3, 3), "min": round(min(per_rep), 3),
                         "max": round(max(per_rep), 3), "optimizer": recipe["name"]}
-        out[f"{name}_ms_ours"] = round(1e3 * statistics.median(t_ours), 1)
-        out[f"{name}_ms_lightly"] = round(1e3 * statistics.median(t_theirs), 1)
-        print(f"{name:13s} ours {out[f'{name}_ms_ours']:8.1f} ms  lightly {out[f'{name}_ms_lightly']:8.1f} ms  "
-              f"ratio {r:.3f} (quartiles {q1:.3f}-{q3:.3f}, range {min(per_rep):.3f}-{max(per_rep):.3f}, "
-              f"{recipe['name']})", flush=True)
+        out[f"{name}_ms_ours"] = round(1e3 * statistics.median(times["ours"]), 1)
+        out[f"{name}_ms_lightly"] = round(1e3 * statistics.median(times["lightly"]), 1)
+        line = (f"{name:13s} ours {out[f'{name}_ms_ours']:8.1f} ms  lightly {out[f'{name}_ms_lightly']:8.1f} ms  "
+                f"ratio {r:.3f} (quartiles {q1:.3f}-{q3:.3f}, range {min(per_rep):.3f}-{max(per_rep):.3f}, "
+                f"{recipe['name']})")
+        if args.control:  # lightly against lightly: what equal code reads on this machine now
+            aa = [a / b for a, b in zip(times["control"], times["lightly"])]
+            c1, c3 = _quantiles(aa)
+            controls[name] = {"median": round(statistics.median(aa), 3), "q1": round(c1, 3), "q3": round(c3, 3)}
+            line += f"  A/A control {statistics.median(aa):.3f} ({c1:.3f}-{c3:.3f})"
+        print(line, flush=True)
     out["ratio"] = ratios
     out["ratio_spread"] = spread
     out["max_ratio"] = max(ratios.values())
@@ -244,6 +255,11 @@ def main() -> None:
     # methods whose median is above 1.0 but whose quartile range reaches 1.0: not distinguishable
     # from parity at this run's noise (more --reps, or a quiet machine, to tell)
     out["above_1_within_noise"] = sorted(n for n, r in ratios.items() if r > 1.0 and spread[n]["q1"] <= 1.0)
+    if controls:
+        out["control"] = controls
+        # ours is as fast as lightly when its median ratio is no higher than lightly's own against itself
+        # reaches (the control's upper quartile)
+        out["within_control_noise"] = sorted(n for n, r in ratios.items() if r <= max(1.0, controls[n]["q3"]))
     print(json.dumps(out))
 
 

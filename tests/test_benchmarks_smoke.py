@@ -1,4 +1,4 @@
-"""Smoke runs of bench_model / bench_gpu / bench_rehearsal in their tiny modes, and the synthetic table.
+"""Smoke runs of bench_model / bench_ssl / bench_gpu / bench_rehearsal in their tiny modes, and the synthetic table.
 
 The benchmarks run as scripts (their last stdout line must be one JSON object); their figures are
 checked for consistency, not speed. The synthetic BenthicNet table is read back with the
@@ -44,6 +44,16 @@ def test_bench_model_tiny_reports_inference_and_train_step():
         assert out[key] > 0, key
     assert out["train_step_ratio"] == pytest.approx(out["train_model_ms"] / out["train_bare_ms"], rel=0.01)
     assert out["params_model"] > out["params_bare"]  # the CATAMI heads are extra parameters
+
+
+def test_bench_ssl_reports_ratios_and_the_a_a_control():
+    out = run_bench("bench_ssl.py", "--reps", "3", "--warmup", "0", "--batch", "2", "--image_size", "32",
+                    "--methods", "mocov3", "mae", "--control")
+    assert set(out["ratio"]) == set(out["control"]) == {"mocov3", "mae"}
+    for name in ("mocov3", "mae"):
+        assert out["ratio_spread"][name]["min"] <= out["ratio"][name] <= out["ratio_spread"][name]["max"]
+        assert out["control"][name]["q1"] <= out["control"][name]["median"] <= out["control"][name]["q3"]
+    assert out["max_ratio"] == max(out["ratio"].values())
 
 
 def test_bench_gpu_skips_without_cuda():
