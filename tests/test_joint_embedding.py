@@ -200,6 +200,16 @@ def test_finetune_on_demo_data_beats_the_label_prior(tmp_path: Path) -> None:
         report[level] = dict(rows=len(rows), hit1=hit1, hit3=hit3, prior_hit1=prior_hit1, f1_micro=f1,
                              prior_f1_micro=prior_f1)
     print(report)
+    # the library's hit@k on the encoded held-out labels reads the same figures
+    from benthicnet_hf.labels import LabelEncoder
+    from benthicnet_hf.metrics import level_hit_at_k
+
+    hier = model.config.get_hierarchy()
+    enc = LabelEncoder(hier).encode({"substrate": [p if isinstance(p, str) else None for p in test["catami_substrate"]]})
+    library = {e["depth"]: e for e in level_hit_at_k(probs, enc.targets, enc.mask, hier) if e["head"] == "substrate"}
+    for level, r in report.items():
+        assert library[level]["rows"] == r["rows"]
+        assert library[level]["hit@1"] == pytest.approx(r["hit1"]) and library[level]["hit@3"] == pytest.approx(r["hit3"])
     for level, r in report.items():
         assert r["hit1"] > r["prior_hit1"] + 0.05, (level, r)
         assert r["f1_micro"] > r["prior_f1_micro"], (level, r)

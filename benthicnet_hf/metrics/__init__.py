@@ -16,6 +16,7 @@ from .average_precision import (
     thresholded_average_precision,
 )
 from .f1 import bit_f1, confusion_counts, exact_match, f1_scores, level_scores
+from .hit_at_k import level_hit_at_k
 from .paper import PAPER_METRICS, paper_metrics
 from .per_node import per_node_table
 from .report import compute_metrics, format_metrics_table, prior_probabilities
@@ -38,6 +39,7 @@ __all__ = [
     "bit_f1",
     "exact_match",
     "level_scores",
+    "level_hit_at_k",
     "confusion_counts",
     "singular_f1",
     "accuracy",
