@@ -20,6 +20,10 @@ and exits 0 (never a made-up figure). On CUDA (defaults: 224², bf16 autocast):
   with 16 workers over a 4,096-row synthetic BenthicNet table of 128 demo JPEGs (256²; decode +
   augment + labels + collate, no model).
 
+- **probe** (``--sections probe``, not in the default run): ms per step of variants of our ResNet
+  step (without the masked MCLoss, channels-last, ``--compile``) beside the plain loop's, to show
+  where the gap to the 0.95 goal goes before changing the model.
+
 ``--device cpu --tiny`` runs the same functions on CPU with test_resnet / test_vit at 32² (the
 smoke test). Last line: one JSON object.
 
@@ -110,6 +114,58 @@ def finetune_throughput(encoder: str, batch: int, size: int, device: torch.devic
     return out
 
 
+def probe_finetune_step(encoder: str, batch: int, size: int, device: torch.device, steps: int, repeats: int,
+                        dtype: torch.dtype | None, compile_models: bool = False) -> dict:
+    """Where our step's extra time goes, for the next fix: ms per step of variants on one batch.
+
+    ``ours`` / ``plain`` as in :func:`finetune_throughput` (linear heads); ``ours_bce``: our model's
+    forward without labels (heads, max-constraint, finiteness check) and a plain BCE on its logits,
+    i.e. ours without the masked MCLoss; ``*_channels_last``: both in channels-last memory format;
+    with ``compile_models``, ``*_compiled``: ``torch.compile`` of each model (CUDA; minutes to compile).
+    Each variant trains its own copy with its own AdamW.
+    """
+    import copy
+
+    model, bare, _, _ = train_pair(encoder, size, device, head_hidden_dim=0)
+    x, y, m = random_batch(model, batch, size, device)
+
+    def ours_step(net, inputs):
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        return lambda: model_step(net, opt, inputs, y, m, dtype)
+
+    def plain_step(net, inputs):
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        return lambda: bare_step(net, opt, inputs, y, dtype)
+
+    def ours_bce_step(net, inputs):
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+        def step():
+            with torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype is not None):
+                logits = net(pixel_values=inputs).logits
+            torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    cl = x.contiguous(memory_format=torch.channels_last)
+    runs = {"ours": ours_step(copy.deepcopy(model), x), "plain": plain_step(copy.deepcopy(bare), x),
+            "ours_bce": ours_bce_step(copy.deepcopy(model), x),
+            "ours_channels_last": ours_step(copy.deepcopy(model).to(memory_format=torch.channels_last), cl),
+            "plain_channels_last": plain_step(copy.deepcopy(bare).to(memory_format=torch.channels_last), cl)}
+    if compile_models:
+        runs["ours_compiled"] = ours_step(torch.compile(copy.deepcopy(model)), x)
+        runs["plain_compiled"] = plain_step(torch.compile(copy.deepcopy(bare)), x)
+    med = interleaved(runs, steps, repeats, device)
+    out: dict = {"encoder": encoder, "batch": batch, "size": size}
+    out.update({f"{k}_ms": round(v * 1000, 2) for k, v in med.items()})
+    out["ratio"] = round(med["plain"] / med["ours"], 4)
+    out["ratio_channels_last"] = round(med["plain_channels_last"] / med["ours_channels_last"], 4)
+    if compile_models:
+        out["ratio_compiled"] = round(med["plain_compiled"] / med["ours_compiled"], 4)
+    return out
+
+
 def ssl_throughput(method: str, encoder: str, batch: int, size: int, device: torch.device, steps: int,
                    repeats: int, dtype: torch.dtype | None) -> dict:
     """Images/s of one SSL training step (loss, backward, AdamW step, EMA update where there is one)."""
@@ -177,7 +233,7 @@ def loader_throughput(num_workers: int, images: int, image_size: int, crop: int,
 
 def run(device: torch.device, tiny: bool, batch: int, steps: int, repeats: int, workers: int,
         loader_images: int, dtype: torch.dtype | None,
-        sections: tuple[str, ...] = ("finetune", "ssl", "loader")) -> dict:
+        sections: tuple[str, ...] = ("finetune", "ssl", "loader"), compile_models: bool = False) -> dict:
     """Every section; a section that fails records its error instead of a figure."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = peak_bf16_flops(name) if device.type == "cuda" else None
@@ -203,6 +259,9 @@ def run(device: torch.device, tiny: bool, batch: int, steps: int, repeats: int, 
                                                                       dtype, peak, kwargs, head_hidden_dim=0))
             section(out["finetune"], f"{enc}_mlp_heads", lambda: finetune_throughput(
                 enc, batch, size, device, steps, repeats, dtype, peak, kwargs, head_hidden_dim=2048))
+    if "probe" in sections:
+        section(out, "probe", lambda: probe_finetune_step(cnn, batch, size, device, steps, repeats, dtype,
+                                                          compile_models))
     if "ssl" in sections:
         for method in SSL_METHODS:
             enc = vit if method == "mae" else cnn
@@ -227,7 +286,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--loader-images", type=int, default=None, help="table rows, default 4096 (tiny: 96)")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     p.add_argument("--sections", nargs="+", default=["finetune", "ssl", "loader"],
-                   choices=["finetune", "ssl", "loader"], help="what to measure (default: all)")
+                   choices=["finetune", "ssl", "loader", "probe"],
+                   help="what to measure (default: finetune ssl loader; probe: variants of our CNN step)")
+    p.add_argument("--compile", action="store_true", help="probe: also torch.compile both models")
     a = p.parse_args(argv)
     if a.device is None and not torch.cuda.is_available():
         result = {"bench": "gpu", "skipped": "no CUDA device"}
@@ -241,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cpu" and tiny:
         torch.set_num_threads(1)  # the smoke test shares a small CPU
     result = run(device, tiny, pick(a.batch, 64, 4), pick(a.steps, 5, 1), pick(a.repeats, 5, 2),
-                 pick(a.workers, 16, 2), pick(a.loader_images, 4096, 96), dtype, tuple(a.sections))
+                 pick(a.workers, 16, 2), pick(a.loader_images, 4096, 96), dtype, tuple(a.sections), a.compile)
     print(json.dumps(result))
     return result
 

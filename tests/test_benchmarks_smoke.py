@@ -82,6 +82,16 @@ def test_bench_gpu_cpu_tiny_runs_every_section():
     assert out["loader"]["workers"] == 2 and out["loader"]["train_images"] > 0, out["loader"]
 
 
+def test_bench_gpu_probe_times_each_variant_on_cpu():
+    out = run_bench("bench_gpu.py", "--device", "cpu", "--tiny", "--sections", "probe")
+    probe = out["probe"]
+    assert "error" not in probe, probe
+    for key in ("ours", "plain", "ours_bce", "ours_channels_last", "plain_channels_last"):
+        assert probe[f"{key}_ms"] > 0, key
+    assert probe["ratio"] == pytest.approx(probe["plain_ms"] / probe["ours_ms"], rel=0.02)
+    assert "ratio_compiled" not in probe  # only with --compile
+
+
 def test_peak_table_and_flop_counter():
     sys.path.insert(0, str(BENCH))
     try:
