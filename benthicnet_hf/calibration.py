@@ -60,8 +60,9 @@ def check_node_thresholds(thresholds: Any, num_nodes: int, labels: Sequence[str]
 def node_temperatures(temperatures: dict[str, float], head_names: Sequence[str], head_sizes: Sequence[int],
                       like: Tensor) -> Tensor:
     """``(num_nodes,)`` the temperature of each node's head, on ``like``'s device and dtype."""
-    per_head = torch.tensor([temperatures[h] for h in head_names], dtype=like.dtype, device=like.device)
-    return torch.repeat_interleave(per_head, torch.tensor(list(head_sizes), device=like.device))
+    # expanded on the CPU, then one copy: a repeat_interleave with device-side repeats waits for the GPU
+    per_head = torch.tensor([temperatures[h] for h in head_names], dtype=like.dtype)
+    return per_head.repeat_interleave(torch.tensor(list(head_sizes))).to(like.device)
 
 
 def scale_logits(logits: Tensor, config: Any) -> Tensor:

@@ -66,13 +66,10 @@ def quiet_saves() -> Iterator[None]:
     """Within: transformers draws no progress bar ("Writing model shards", once per save)."""
     from transformers.utils import logging as hf_logging
 
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+    from ..data.progress import bars_off
+
+    with bars_off(hf_logging):
         yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
 
 
 def describe_encoder_load(report: Any) -> str:
