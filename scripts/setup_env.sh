@@ -8,5 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[test]"
+# --no-cache-dir: where the pair is not on local disk, pip downloads torch's CUDA build (~3 GB of
+# wheels) and would keep a second copy in its cache; a CI run once died of "No space left on device".
+.venv/bin/python -m pip install -q --no-cache-dir "torch==2.14.1" "torchvision==0.29.1"
+.venv/bin/python -m pip install -q --no-cache-dir -e ".[test]"
