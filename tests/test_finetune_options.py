@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from benthicnet_hf import Hierarchy
 from benthicnet_hf.configuration_benthicnet import BenthicNetConfig
 from benthicnet_hf.modeling_benthicnet import BenthicNetForHierarchicalClassification
+from benthicnet_hf.output_types.per_level import PerLevelOutputType
 from benthicnet_hf.training import list_checkpoints, parse_args, run_finetune
 from benthicnet_hf.training.bias_init import init_head_biases, known_bit_priors
 from benthicnet_hf.rare_nodes import EpochKeyedLPROSSampler
@@ -90,10 +91,79 @@ def test_prior_bias_makes_the_untrained_model_predict_the_prior(hidden: int, out
     with pytest.raises(ValueError, match="--init_head_bias"):
         init_head_biases(model, y, m, how="uniform")
     assert np.allclose(known_bit_priors(y, m), expected)
-    softmax_model = BenthicNetForHierarchicalClassification(BenthicNetConfig(
+    joint_model = BenthicNetForHierarchicalClassification(BenthicNetConfig(
         encoder_name="test_resnet", hierarchy=hierarchy.to_list(), head_hidden_dim=hidden, image_size=32,
-        output_type="hsoftmax"))
-    assert init_head_biases(softmax_model, y, m, how="prior") is None  # not a per-node sigmoid: left alone
+        output_type="joint_embedding"))
+    assert init_head_biases(joint_model, y, m, how="prior") is None  # no output bias: left alone
+
+
+def single_path_labels(hierarchy: Hierarchy, rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Targets/mask with one labelled path per row in every tree head (cut at a random node, a fifth
+    of the rows without the head), random known negatives; flat heads multi-label with random masks."""
+    y = np.zeros((rows, hierarchy.num_nodes), dtype=np.uint8)
+    m = np.zeros_like(y)
+    for h, head in enumerate(hierarchy.heads):
+        cols = hierarchy.head_slice(h)
+        if head.kind == "flat":
+            y[:, cols] = rng.random((rows, len(head.nodes))) < 0.3
+            m[:, cols] = rng.random((rows, len(head.nodes))) < 0.8
+            continue
+        # skewed choice of the deepest labelled node, so the frequencies differ between siblings
+        weights = rng.random(len(head.nodes)) ** 3
+        for i in range(rows):
+            if rng.random() < 0.2:
+                continue
+            j = rng.choice(len(head.nodes), p=weights / weights.sum())
+            path = sorted(head.ancestors[j])
+            m[i, cols.start + np.flatnonzero(rng.random(len(head.nodes)) < 0.3)] = 1
+            y[i, [cols.start + a for a in path]] = 1
+            m[i, [cols.start + a for a in path]] = 1
+            # a single path: the other nodes at the path's depths are negatives wherever known
+    return y, m
+
+
+def brute_force_conditionals(head, y: np.ndarray, m: np.ndarray, pseudo: float = 1.0) -> dict[int, float]:
+    """``P(node | parent)`` by counting rows: (known positives of the node + pseudo) over the same sum
+    across the node and its siblings (the roots are siblings of each other)."""
+    count = {j: sum(1 for i in range(len(y)) if y[i, j] and m[i, j]) + pseudo for j in range(len(head.nodes))}
+    parent = {j: (head.parents[j][0] if head.parents[j] else -1) for j in count}
+    return {j: count[j] / sum(count[k] for k in count if parent[k] == parent[j]) for j in count}
+
+
+@pytest.mark.parametrize("output_type", ["hsoftmax", "masked_per_level", "marginalisation", "per_level"])
+def test_prior_bias_of_softmax_types_starts_at_the_label_frequencies(output_type: str) -> None:
+    hierarchy = Hierarchy.catami().subset(["substrate", "colour"])
+    rng = np.random.default_rng(1)
+    y, m = single_path_labels(hierarchy, 60, rng)
+    torch.manual_seed(0)
+    model = BenthicNetForHierarchicalClassification(BenthicNetConfig(
+        encoder_name="test_resnet", hierarchy=hierarchy.to_list(), head_hidden_dim=0, image_size=32,
+        output_type=output_type)).eval()
+    assert init_head_biases(model, y, m, how="prior") is not None
+    with torch.no_grad():
+        for head in model.heads.heads:
+            head[-1].weight.zero_()
+        out = model(pixel_values=torch.randn(3, 3, 32, 32))
+    probs = out.probabilities.numpy()
+    colour, substrate = hierarchy.head_slice("colour"), hierarchy.head_slice("substrate")
+    # flat heads stay sigmoids under every output type: their known-bit prior
+    np.testing.assert_allclose(probs[:, colour], np.broadcast_to(brute_force_prior(y, m)[colour], (3, colour.stop - colour.start)),
+                               rtol=1e-5)
+    head = hierarchy.head("substrate")
+    ys, ms = y[:, substrate], m[:, substrate]
+    if output_type == "per_level":  # one softmax per depth: the label frequency among that depth's labels
+        depth = np.asarray(head.depth)
+        count = np.array([sum(1 for i in range(len(ys)) if ys[i, j] and ms[i, j]) + 1.0 for j in range(len(depth))])
+        expected = np.array([count[j] / count[depth == depth[j]].sum() for j in range(len(depth))])
+        q = PerLevelOutputType(head).level_log_probs(out.logits[:, substrate]).exp()
+        np.testing.assert_allclose(q.numpy(), np.broadcast_to(expected, q.shape), rtol=1e-5)
+        return
+    # sibling softmaxes / leaf softmax: every node starts at the product of P(node | parent) on its path
+    cond = brute_force_conditionals(head, ys, ms)
+    expected = np.array([math.prod(cond[a] for a in head.ancestors[j]) for j in range(len(head.nodes))])
+    np.testing.assert_allclose(probs[:, substrate], np.broadcast_to(expected, (3, len(expected))), rtol=1e-5)
+    roots = [j for j in range(len(head.nodes)) if not head.parents[j]]
+    assert math.isclose(expected[roots].sum(), 1.0)
 
 
 # ----------------------------------------------------------------------------- LP-ROS

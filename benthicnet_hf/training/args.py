@@ -84,7 +84,8 @@ class FinetuneArguments:
         "name)"), "aliases": ["--head_type"]})
     image_size: int = field(default=224, metadata=_help("encoder input side in pixels"))
     init_head_bias: str = field(default="prior", metadata=_help(
-        "output bias of fresh heads: prior (logit of each node's known-bit training frequency) | zero"))
+        "output bias of fresh heads: prior (the label prior of the output type: logit of each node's known-bit "
+        "training frequency for sigmoids, log of its smoothed label count for softmax types) | zero"))
 
     # ------------------------------------------------- recipe, task, augmentation
     recipe: str | None = field(default=None, metadata=_help(

@@ -9,6 +9,15 @@ around it otherwise), so training only has to add the image evidence.
 The prior of a node is the fraction of its **known** training bits that are positive (mask 1 =
 known; unknown bits say nothing), clamped into ``[eps, 1 − eps]``; a node never known in training
 gets ``unknown_prior``.
+
+The softmax output types of tree heads (``per_level``, ``masked_per_level``, ``hsoftmax``,
+``marginalisation``) get the same start in their own family: the bias of node j is
+``log(c_j + pseudo_count)``, ``c_j`` = rows where j is a known positive, so each softmax group starts
+at its smoothed label frequencies: ``P(j | parent)`` over siblings (hsoftmax, masked per-level), the
+frequency of j among the labels of its depth (per-level). For marginalisation (one softmax over the
+leaves) a leaf gets the sum of its path's ``log P(node | parent)``, so every node's marginal starts at
+the product of those conditionals, as hsoftmax's does. Flat heads are sigmoids under every type and
+get ``logit(prior)``; ``joint_embedding`` heads have no output bias and keep their init.
 """
 
 from __future__ import annotations
@@ -20,16 +29,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..hierarchy import Taxonomy
 from ..rare_nodes.ensemble import StackedLinear
 
 logger = logging.getLogger(__name__)
 
 #: ``--init_head_bias`` choices.
 HEAD_BIAS_INITS = ("prior", "zero")
-#: output types whose logits are independent per-node sigmoids, the model the prior bias is derived for
+#: output types whose logits are independent per-node sigmoids: bias = logit(prior)
 SIGMOID_OUTPUT_TYPES = ("mcm", "flat_baseline")
+#: output types whose tree heads are softmaxes over groups of nodes: bias = log(smoothed count)
+SOFTMAX_OUTPUT_TYPES = ("per_level", "masked_per_level", "hsoftmax", "marginalisation")
 DEFAULT_EPS = 1e-4
 DEFAULT_UNKNOWN_PRIOR = 1e-2
+#: added to every node's count of known positives: a node never seen positive keeps a finite bias
+DEFAULT_PSEUDO_COUNT = 1.0
 
 
 def known_bit_priors(targets: np.ndarray, mask: np.ndarray, eps: float = DEFAULT_EPS,
@@ -52,6 +66,38 @@ def known_bit_priors(targets: np.ndarray, mask: np.ndarray, eps: float = DEFAULT
     positive = (y & m).sum(axis=0)
     prior = np.where(known > 0, positive / np.maximum(known, 1), unknown_prior)
     return np.clip(prior, eps, 1.0 - eps)
+
+
+def softmax_prior_bias(head: Taxonomy, targets: np.ndarray, mask: np.ndarray, output_type: str,
+                       pseudo_count: float = DEFAULT_PSEUDO_COUNT) -> np.ndarray:
+    """``(n,)`` float64 output bias of one tree head under a softmax output type (module docstring).
+
+    Args:
+        head: the tree taxonomy.
+        targets, mask: ``(rows, n)`` the head's slice of the training targets and mask (1 = known).
+        output_type: one of :data:`SOFTMAX_OUTPUT_TYPES`.
+        pseudo_count: added to every node's count of known positives (> 0).
+    """
+    if output_type not in SOFTMAX_OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {SOFTMAX_OUTPUT_TYPES}, got {output_type!r}")
+    if not pseudo_count > 0:
+        raise ValueError(f"pseudo_count must be > 0, got {pseudo_count}")
+    y, m = np.asarray(targets) > 0.5, np.asarray(mask) > 0.5
+    n = len(head.nodes)
+    if y.shape != m.shape or y.ndim != 2 or y.shape[1] != n:
+        raise ValueError(f"head {head.name!r}: targets {y.shape} and mask {m.shape} must be (rows, {n})")
+    log_count = np.log((y & m).sum(axis=0) + pseudo_count)
+    if output_type != "marginalisation":
+        return log_count
+    parent = np.array([ps[0] if ps else -1 for ps in head.parents], dtype=np.int64)
+    group = parent + 1  # 0 = the roots' group
+    group_total = np.zeros(n + 1)
+    np.add.at(group_total, group, np.exp(log_count))
+    log_conditional = log_count - np.log(group_total[group])  # log P(node | parent)
+    ancestors = np.zeros((n, n))
+    for j, anc in enumerate(head.ancestors):  # once per head at set-up, not on a hot path
+        ancestors[j, list(anc)] = 1.0
+    return ancestors @ log_conditional
 
 
 def final_linear_layers(model: Any) -> list[nn.Module]:
@@ -81,11 +127,13 @@ def final_linear_layers(model: Any) -> list[nn.Module]:
 
 @torch.no_grad()
 def init_head_biases(model: Any, targets: np.ndarray, mask: np.ndarray, how: str = "prior",
-                     eps: float = DEFAULT_EPS, unknown_prior: float = DEFAULT_UNKNOWN_PRIOR) -> torch.Tensor | None:
-    """Set every head's output bias: ``logit(prior)`` (``how="prior"``) or 0 (``"zero"``).
+                     eps: float = DEFAULT_EPS, unknown_prior: float = DEFAULT_UNKNOWN_PRIOR,
+                     pseudo_count: float = DEFAULT_PSEUDO_COUNT) -> torch.Tensor | None:
+    """Set every head's output bias: the label prior of its output type (``how="prior"``, module
+    docstring) or 0 (``"zero"``).
 
-    Only for the output types of independent sigmoids per node (``"mcm"``, ``"flat_baseline"``); the
-    others keep their own initialisation (logged) and None is returned.
+    ``"joint_embedding"`` models have no output bias: they keep their initialisation (logged) and
+    None is returned.
 
     Args:
         model: a :class:`BenthicNetForHierarchicalClassification` with fresh heads.
@@ -97,19 +145,25 @@ def init_head_biases(model: Any, targets: np.ndarray, mask: np.ndarray, how: str
     if how not in HEAD_BIAS_INITS:
         raise ValueError(f"--init_head_bias must be one of {HEAD_BIAS_INITS}, got {how!r}")
     output_type = getattr(model.config, "output_type", "mcm")
-    if output_type not in SIGMOID_OUTPUT_TYPES:
-        logger.warning("--init_head_bias %s applies to output types %s only; %r heads keep their init",
-                       how, SIGMOID_OUTPUT_TYPES, output_type)
+    if output_type not in SIGMOID_OUTPUT_TYPES + SOFTMAX_OUTPUT_TYPES:
+        logger.warning("--init_head_bias %s: %r heads have no output bias and keep their init", how, output_type)
         return None
-    n = model.config.get_hierarchy().num_nodes
-    if np.shape(targets)[1:] != (n,):
-        raise ValueError(f"targets have shape {np.shape(targets)}, the model has {n} nodes")
+    hierarchy = model.config.get_hierarchy()
+    n = hierarchy.num_nodes
+    if np.shape(targets)[1:] != (n,) or np.shape(mask) != np.shape(targets):
+        raise ValueError(f"targets {np.shape(targets)} and mask {np.shape(mask)} must be (rows, {n}) "
+                         f"for the model's {n} nodes")
+    bias = np.zeros(n)
     if how == "prior":
         p = known_bit_priors(targets, mask, eps, unknown_prior)
-        bias = torch.as_tensor(np.log(p) - np.log1p(-p), dtype=torch.float32)
-    else:
-        bias = torch.zeros(n, dtype=torch.float32)
-    hierarchy = model.config.get_hierarchy()
+        bias = np.log(p) - np.log1p(-p)
+        if output_type in SOFTMAX_OUTPUT_TYPES:  # flat heads stay sigmoids under these types
+            for i, head in enumerate(hierarchy.heads):
+                if head.kind != "flat":
+                    cols = hierarchy.head_slice(i)
+                    bias[cols] = softmax_prior_bias(head, np.asarray(targets)[:, cols], np.asarray(mask)[:, cols],
+                                                    output_type, pseudo_count)
+    bias = torch.as_tensor(bias, dtype=torch.float32)
     for i, layer in enumerate(final_linear_layers(model)):
         layer.bias.copy_(bias[hierarchy.head_slice(i)].to(layer.bias))
     return bias
