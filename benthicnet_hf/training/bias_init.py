@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..hierarchy import Taxonomy
+from ..output_types.single_path import SinglePathIndex, grouped_log_softmax
 from ..rare_nodes.ensemble import StackedLinear
 
 logger = logging.getLogger(__name__)
@@ -89,15 +90,9 @@ def softmax_prior_bias(head: Taxonomy, targets: np.ndarray, mask: np.ndarray, ou
     log_count = np.log((y & m).sum(axis=0) + pseudo_count)
     if output_type != "marginalisation":
         return log_count
-    parent = np.array([ps[0] if ps else -1 for ps in head.parents], dtype=np.int64)
-    group = parent + 1  # 0 = the roots' group
-    group_total = np.zeros(n + 1)
-    np.add.at(group_total, group, np.exp(log_count))
-    log_conditional = log_count - np.log(group_total[group])  # log P(node | parent)
-    ancestors = np.zeros((n, n))
-    for j, anc in enumerate(head.ancestors):  # once per head at set-up, not on a hot path
-        ancestors[j, list(anc)] = 1.0
-    return ancestors @ log_conditional
+    index = SinglePathIndex(head, output_type)
+    log_conditional = grouped_log_softmax(torch.as_tensor(log_count)[None], index.sibling_group, n + 1)
+    return index.sum_over_ancestors(log_conditional)[0].numpy()  # sum of log P(node | parent) on the path
 
 
 def final_linear_layers(model: Any) -> list[nn.Module]:
@@ -158,11 +153,11 @@ def init_head_biases(model: Any, targets: np.ndarray, mask: np.ndarray, how: str
         p = known_bit_priors(targets, mask, eps, unknown_prior)
         bias = np.log(p) - np.log1p(-p)
         if output_type in SOFTMAX_OUTPUT_TYPES:  # flat heads stay sigmoids under these types
+            targets, mask = np.asarray(targets), np.asarray(mask)
             for i, head in enumerate(hierarchy.heads):
                 if head.kind != "flat":
                     cols = hierarchy.head_slice(i)
-                    bias[cols] = softmax_prior_bias(head, np.asarray(targets)[:, cols], np.asarray(mask)[:, cols],
-                                                    output_type, pseudo_count)
+                    bias[cols] = softmax_prior_bias(head, targets[:, cols], mask[:, cols], output_type, pseudo_count)
     bias = torch.as_tensor(bias, dtype=torch.float32)
     for i, layer in enumerate(final_linear_layers(model)):
         layer.bias.copy_(bias[hierarchy.head_slice(i)].to(layer.bias))
